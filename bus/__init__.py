@@ -1,0 +1,1 @@
+"""Everything that talks to RabbitMQ. The only package that imports pika."""

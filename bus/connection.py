@@ -1,0 +1,316 @@
+"""One pika BlockingConnection with three channels, kept alive by a reconnect loop.
+
+Everything here runs on the thread that calls `Bus.run`; other threads hand work
+over with `call_threadsafe`. Timers belong to the bus, not to a connection, so
+periodic work goes on while the broker is away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import pika
+import pika.exceptions
+from pydantic import BaseModel
+
+from bus.backoff import Backoff
+from bus.codec import CONTENT_TYPE, encode
+from bus.errors import BusError, InvalidMessage, NotConnected, Unroutable
+from bus.logs import fields
+from bus.settings import mask_url
+from bus.topology import Topology
+
+log = logging.getLogger("fireworks.bus")
+
+ChannelName = Literal["register", "command", "status"]
+CHANNELS: tuple[ChannelName, ...] = ("register", "command", "status")
+# Longest the loop blocks in pika before it looks at timers, the inbox and stop().
+MAX_BLOCK = 0.25
+# A broker that holds a publisher blocked (resource alarm) longer than this is given up on.
+BLOCKED_TIMEOUT = 30.0
+_PIKA_ERRORS = (pika.exceptions.AMQPError, OSError)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    body: bytes
+    exchange: str
+    routing_key: str
+    content_type: str | None
+
+
+Handler = Callable[[Delivery], None]
+
+
+class Service(Protocol):
+    """A component the bus drives: told when a session starts, ends and is about to stop."""
+
+    def on_connected(self, bus: Bus) -> None: ...
+
+    def on_disconnected(self) -> None: ...
+
+    def on_stopping(self, bus: Bus) -> None: ...
+
+
+def _reason(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}".strip().rstrip(":")
+    return text[:300]
+
+
+class Bus:
+    def __init__(
+        self,
+        urls: list[str],
+        topology: Topology,
+        name: str,
+        heartbeat: int = 10,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.topology = topology
+        self.name = name
+        self._urls = urls
+        self._heartbeat = heartbeat
+        self._backoff = backoff or Backoff()
+        self._connection: Any = None
+        self._channels: dict[ChannelName, Any] = {}
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._sequence = itertools.count()
+        self._inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = False
+        self.connects = 0
+        # (queue, "valid" | "invalid") -> messages received.
+        self.received: Counter[tuple[str, str]] = Counter()
+
+    # -- what services call -------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and self._connection.is_open
+
+    def address(self) -> str:
+        return ", ".join(mask_url(url) for url in self._urls)
+
+    def every(self, interval: float, job: Callable[[], None]) -> None:
+        """Run `job` every `interval` seconds on the bus thread, connected or not."""
+
+        def repeat() -> None:
+            self.call_later(interval, repeat)
+            job()
+
+        self.call_later(interval, repeat)
+
+    def call_later(self, delay: float, job: Callable[[], None]) -> None:
+        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._sequence), job))
+
+    def call_threadsafe(self, job: Callable[[], None]) -> None:
+        """Hand `job` to the bus thread from any thread."""
+        self._inbox.put(job)
+        self._nudge()
+
+    def stop(self) -> None:
+        """Ask the loop to finish; safe from signal handlers and other threads."""
+        self._stopping = True
+        self._nudge()
+
+    def declare(self, declaration: Callable[[Any], object]) -> None:
+        """Run a topology declaration (see bus.topology) on the register channel."""
+        self._guard(lambda: declaration(self._channel("register")))
+
+    def consume(self, channel: ChannelName, queue_name: str, handler: Handler) -> None:
+        """Deliver messages from `queue_name` to `handler`, acked once it returns.
+        A handler raises InvalidMessage to have the message dead-lettered instead."""
+        ch = self._channel(channel)
+
+        def deliver(ch: Any, method: Any, properties: Any, body: bytes) -> None:
+            delivery = Delivery(body, method.exchange, method.routing_key, properties.content_type)
+            try:
+                handler(delivery)
+                self.received[(queue_name, "valid")] += 1
+            except InvalidMessage as error:
+                self._dead_letter(ch, queue_name, delivery, error.reason)
+            except BusError:
+                raise  # not acked: redelivered after the reconnect
+            except Exception as error:  # a bug must not become a requeue loop
+                log.exception("handler failed", extra=fields(queue=queue_name))
+                self._dead_letter(ch, queue_name, delivery, f"handler error: {_reason(error)}")
+            ch.basic_ack(method.delivery_tag)
+
+        def start() -> None:
+            ch.basic_qos(prefetch_count=200)
+            ch.basic_consume(queue_name, on_message_callback=deliver)
+
+        self._guard(start)
+
+    def publish(
+        self,
+        channel: ChannelName,
+        exchange: str,
+        routing_key: str,
+        message: BaseModel,
+        *,
+        persistent: bool = True,
+        mandatory: bool = False,
+        expiration: float | None = None,
+    ) -> None:
+        """Publish `message` as JSON. On the command channel the broker confirms it,
+        and a mandatory message no queue takes raises Unroutable."""
+        properties = pika.BasicProperties(
+            content_type=CONTENT_TYPE,
+            message_id=str(getattr(message, "message_id", "")) or None,
+            type=str(getattr(message, "kind", "")) or None,
+            delivery_mode=2 if persistent else 1,
+            expiration=None if expiration is None else str(max(1, int(expiration * 1000))),
+        )
+        ch = self._channel(channel)
+        try:
+            ch.basic_publish(exchange, routing_key, encode(message), properties, mandatory)
+        except pika.exceptions.UnroutableError:
+            raise Unroutable(f"no queue for {exchange}/{routing_key}") from None
+        except _PIKA_ERRORS as error:
+            raise BusError(_reason(error)) from None
+
+    # -- the loop -----------------------------------------------------------------
+
+    def run(self, service: Service) -> None:
+        """Connect, serve, and reconnect with backoff, until stop()."""
+        while not self._stopping:
+            try:
+                self._open()
+                service.on_connected(self)
+                self._backoff.reset()
+                log.info("connected", extra=fields(broker=self.address(), session=self.connects))
+                self._serve()
+                service.on_stopping(self)
+            except BusError as error:
+                if not self._stopping:
+                    log.warning(
+                        "broker unavailable",
+                        extra=fields(broker=self.address(), reason=str(error)),
+                    )
+            finally:
+                if self._connection is not None:
+                    self._close()
+                    if not self._stopping:
+                        service.on_disconnected()
+            if not self._stopping:
+                delay = self._backoff.next_delay()
+                log.info("reconnecting", extra=fields(in_seconds=round(delay, 2)))
+                self._idle(delay)
+        log.info("stopped")
+
+    def _open(self) -> None:
+        parameters = []
+        for url in self._urls:
+            params = pika.URLParameters(url)
+            params.heartbeat = self._heartbeat
+            params.blocked_connection_timeout = BLOCKED_TIMEOUT
+            params.connection_attempts = 1
+            params.socket_timeout = 5
+            params.stack_timeout = 10
+            params.client_properties = {"connection_name": self.name}
+            parameters.append(params)
+        try:
+            self._connection = pika.BlockingConnection(parameters)
+            self.connects += 1
+            self._connection.add_on_connection_blocked_callback(
+                lambda *_: log.warning("broker blocked publishing (resource alarm)")
+            )
+            self._connection.add_on_connection_unblocked_callback(
+                lambda *_: log.info("broker unblocked publishing")
+            )
+            self._channels = {name: self._connection.channel() for name in CHANNELS}
+            self._channels["command"].confirm_delivery()
+            self.topology.declare_shared(self._channels["register"])
+        except _PIKA_ERRORS as error:
+            raise BusError(_reason(error)) from None
+
+    def _serve(self) -> None:
+        while not self._stopping:
+            self._guard(lambda: self._connection.process_data_events(time_limit=self._block_for()))
+            self._run_due()
+
+    def _idle(self, seconds: float) -> None:
+        """Wait out a reconnect delay while still running timers and handed-over work."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping and (now := time.monotonic()) < deadline:
+            self._wake.wait(min(deadline - now, self._block_for()))
+            self._wake.clear()
+            self._run_due()
+
+    def _close(self) -> None:
+        connection, self._connection, self._channels = self._connection, None, {}
+        try:
+            if connection.is_open:
+                connection.close()
+        except _PIKA_ERRORS:
+            pass  # it is going away either way
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _block_for(self) -> float:
+        if not self._timers:
+            return MAX_BLOCK
+        return min(MAX_BLOCK, max(0.0, self._timers[0][0] - time.monotonic()))
+
+    def _run_due(self) -> None:
+        while not self._inbox.empty():
+            self._run(self._inbox.get_nowait())
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, job = heapq.heappop(self._timers)
+            self._run(job)
+
+    def _run(self, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BusError as error:
+            # The connection is broken; the loop notices on its next pika call.
+            log.debug("job could not reach the broker", extra=fields(reason=str(error)))
+        except Exception:
+            log.exception("job failed")
+
+    def _nudge(self) -> None:
+        self._wake.set()
+        connection = self._connection
+        if connection is not None:
+            # If it is closing, the loop wakes by itself within MAX_BLOCK.
+            with contextlib.suppress(*_PIKA_ERRORS):
+                connection.add_callback_threadsafe(lambda: None)
+
+    def _channel(self, name: ChannelName) -> Any:
+        channel = self._channels.get(name)
+        if channel is None or not channel.is_open:
+            raise NotConnected(f"no open {name} channel")
+        return channel
+
+    def _guard(self, call: Callable[[], object]) -> None:
+        try:
+            call()
+        except _PIKA_ERRORS as error:
+            raise BusError(_reason(error)) from None
+
+    def _dead_letter(self, ch: Any, queue_name: str, delivery: Delivery, reason: str) -> None:
+        self.received[(queue_name, "invalid")] += 1
+        log.warning(
+            "dead-lettered",
+            extra=fields(queue=queue_name, routing_key=delivery.routing_key, reason=reason),
+        )
+        headers = {
+            "x-fireworks-reason": reason[:1000],
+            "x-fireworks-queue": queue_name,
+            "x-original-exchange": delivery.exchange,
+            "x-original-routing-key": delivery.routing_key,
+        }
+        properties = pika.BasicProperties(content_type=delivery.content_type, headers=headers)
+        ch.basic_publish(self.topology.dead_exchange, "", delivery.body, properties)

@@ -1,0 +1,47 @@
+"""Logging set-up: one line per action, as text or JSON, with structured fields."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+
+def fields(**values: Any) -> dict[str, Any]:
+    """`log.info("sent", extra=fields(worker="w1"))` -> `sent worker=w1`."""
+    return {"fields": values}
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        values: dict[str, Any] = getattr(record, "fields", {})
+        return " ".join([line, *(f"{key}={value}" for key, value in values.items())])
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # pika logs every failed connect attempt with a traceback; the bus says it in one line.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)

@@ -1,0 +1,1 @@
+"""Fireworks: run and steer a fleet of Python workers over RabbitMQ."""

@@ -1,0 +1,5 @@
+import sys
+
+from fireworks.cli import main
+
+sys.exit(main())

@@ -1,0 +1,142 @@
+"""`fireworks monitor | worker | up`: the entry points the containers and people run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from pydantic import TypeAdapter, ValidationError
+
+from bus.connection import Bus
+from bus.errors import BusError, SettingsError
+from bus.local_broker import LocalBroker
+from bus.logs import configure, fields
+from bus.settings import Settings, load_settings
+from bus.topology import Topology
+from models.worker_model import WorkerId
+from monitor.monitor import MonitorService
+from workers.worker import WorkerService
+
+log = logging.getLogger("fireworks")
+# How long `up` gives its children to say goodbye before it kills them.
+CHILD_STOP_TIMEOUT = 10.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fireworks", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("monitor", help="run the monitor")
+    commands.add_parser("worker", help="run one worker (WORKER_ID, else the hostname)")
+    up = commands.add_parser("up", help="run a monitor and N workers as local processes")
+    up.add_argument("--workers", type=int, default=3, metavar="N")
+    up.add_argument(
+        "--local-broker",
+        action="store_true",
+        help="start a private RabbitMQ node from a local rabbitmq-server first",
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        if args.command == "up":
+            return run_up(settings, args.workers, args.local_broker)
+        return run_service(settings, args.command)
+    except SettingsError as error:
+        print(f"fireworks: {error}", file=sys.stderr)
+        return 2
+    except BusError as error:
+        print(f"fireworks: {error}", file=sys.stderr)
+        return 1
+
+
+def run_service(settings: Settings, kind: str) -> int:
+    configure(settings.log_level, settings.log_format)
+    topology = Topology(settings.fireworks_namespace)
+    service: MonitorService | WorkerService
+    if kind == "worker":
+        worker_id = _worker_id(settings)
+        bus = Bus(
+            settings.broker_urls(),
+            topology,
+            f"fireworks-worker-{worker_id}",
+            settings.rabbitmq_heartbeat,
+        )
+        service = WorkerService(settings, worker_id, bus)
+    else:
+        bus = Bus(
+            settings.broker_urls(), topology, "fireworks-monitor", settings.rabbitmq_heartbeat
+        )
+        service = MonitorService(settings, bus)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("stopping", extra=fields(signal=signal.Signals(signum).name))
+        bus.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("starting", extra=fields(component=kind, broker=bus.address()))
+    bus.run(service)
+    return 0
+
+
+def _worker_id(settings: Settings) -> str:
+    candidate = settings.resolved_worker_id()
+    try:
+        return TypeAdapter(WorkerId).validate_python(candidate)
+    except ValidationError as error:
+        problem = error.errors(include_url=False, include_input=False)[0]["msg"]
+        raise SettingsError(f"invalid setting WORKER_ID ({candidate!r}): {problem}") from None
+
+
+def run_up(settings: Settings, workers: int, local_broker: bool) -> int:
+    """The whole system as local processes; Ctrl-C stops all of it."""
+    if workers < 0:
+        raise SettingsError("invalid option --workers: must be 0 or more")
+    configure(settings.log_level, settings.log_format)
+    broker = LocalBroker() if local_broker else None
+    env = dict(os.environ)
+    if broker is not None:
+        log.info("starting a private RabbitMQ node", extra=fields(home=broker.home))
+        env["RABBITMQ_URL"] = broker.start()
+    children: list[subprocess.Popen[bytes]] = []
+    interrupted = False
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupted
+        interrupted = True
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        command = [sys.executable, "-m", "fireworks"]
+        children.append(subprocess.Popen([*command, "monitor"], env=env))
+        for number in range(1, workers + 1):
+            worker_env = {**env, "WORKER_ID": f"worker-{number}"}
+            children.append(subprocess.Popen([*command, "worker"], env=worker_env))
+        while not interrupted and all(child.poll() is None for child in children):
+            time.sleep(0.2)  # the children do the work; this only waits for Ctrl-C
+    finally:
+        _stop_children(children)
+        if broker is not None:
+            broker.close()
+    failed = [child.args for child in children if child.returncode not in (0, -signal.SIGTERM)]
+    return 1 if failed and not interrupted else 0
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + CHILD_STOP_TIMEOUT
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

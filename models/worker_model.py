@@ -1,0 +1,61 @@
+"""A worker's own state and the partial update a command carries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+# Worker ids become AMQP routing-key words and queue-name suffixes, so they are kept
+# to a conservative alphabet; "all" is reserved for fleet-wide commands.
+FLEET = "all"
+
+
+def _not_fleet(value: str) -> str:
+    if value == FLEET:
+        raise ValueError(f"{FLEET!r} is reserved for fleet-wide commands")
+    return value
+
+
+WorkerId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+    AfterValidator(_not_fleet),
+]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Worker(Frozen):
+    """What a worker is right now, as it reports it."""
+
+    worker_id: WorkerId
+    active: bool = False
+    activity: int = Field(default=0, ge=0)
+    timestamp: AwareDatetime = Field(default_factory=utc_now)
+    # Generation of the last command applied; orders commands across monitor restarts.
+    generation: int = Field(default=0, ge=0)
+
+
+class WorkerChanges(Frozen):
+    """The fields a command sets; a field left out is left alone."""
+
+    active: bool | None = None
+
+    def fields(self) -> dict[str, object]:
+        return self.model_dump(exclude_none=True)
+
+
+class FieldChange(Frozen):
+    old: bool | int | str | None
+    new: bool | int | str | None
+
+    def __str__(self) -> str:
+        return f"{self.old} -> {self.new}"

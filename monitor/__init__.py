@@ -1,0 +1,1 @@
+"""The monitor: keeps the fleet's desired and observed state and steers it."""

@@ -1,0 +1,281 @@
+"""The fleet as the monitor knows it: desired vs observed state, liveness, pending
+commands. Pure: takes a clock and messages, returns what to do and what happened."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+from models.messages import Command, Goodbye, Outcome, Registration, Status
+from models.monitor_model import FleetView, Liveness, WorkerView
+from models.worker_model import FLEET, FieldChange, Worker, WorkerChanges, utc_now
+
+# A worker is lost after this many status intervals without a word.
+LOST_AFTER_INTERVALS = 3
+
+
+class UnknownWorker(KeyError):
+    pass
+
+
+@dataclass(frozen=True)
+class Transition:
+    worker_id: str
+    old: Liveness | None  # None: first heard of
+    new: Liveness | None  # None: forgotten after the retention time
+
+
+@dataclass(frozen=True)
+class AckResult:
+    worker_id: str
+    command_id: UUID
+    outcome: Outcome
+    diff: dict[str, FieldChange]
+    latency: float | None  # None: not awaited from this worker (late or unknown)
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What hearing from a worker changed, and the command it calls for, if any."""
+
+    worker_id: str
+    transition: Transition | None = None
+    changed: dict[str, FieldChange] = field(default_factory=dict)
+    restarted: bool = False
+    ack: AckResult | None = None
+    reconcile: Command | None = None
+
+
+@dataclass(frozen=True)
+class Expired:
+    command_id: UUID
+    worker_ids: frozenset[str]
+
+
+@dataclass
+class _Pending:
+    command: Command
+    issued: float
+    awaiting: set[str]
+
+
+@dataclass
+class _Record:
+    worker_id: str
+    status_interval: float
+    last_seen: float
+    last_seen_at: datetime
+    liveness: Liveness = Liveness.ONLINE
+    desired: bool | None = None
+    observed: Worker | None = None
+    started_at: datetime | None = None
+    pending: UUID | None = None
+    latency: float | None = None
+
+    def view(self) -> WorkerView:
+        return WorkerView(
+            worker_id=self.worker_id,
+            liveness=self.liveness,
+            desired_active=self.desired,
+            observed=self.observed,
+            pending_command=self.pending,
+            status_interval=self.status_interval,
+            last_seen_at=self.last_seen_at,
+            last_command_latency_ms=None if self.latency is None else self.latency * 1000,
+            started_at=self.started_at,
+        )
+
+
+@dataclass
+class Registry:
+    clock: Callable[[], float]
+    wall: Callable[[], datetime] = utc_now
+    command_ttl: float = 30.0
+    retention: float = 3600.0
+    fleet_desired: bool | None = None
+    _records: dict[str, _Record] = field(default_factory=dict)
+    _pending: dict[UUID, _Pending] = field(default_factory=dict)
+    _generation: int = 0
+
+    # -- hearing from workers ------------------------------------------------------
+
+    def register(self, message: Registration) -> Heard:
+        record, transition = self._heard(message.worker_id, message.status_interval)
+        restarted = record.started_at is not None and record.started_at != message.started_at
+        record.started_at = message.started_at
+        changed = self._observe(record, message.state)
+        return Heard(
+            record.worker_id, transition, changed, restarted, reconcile=self._reconcile(record)
+        )
+
+    def status(self, message: Status) -> Heard:
+        record, transition = self._heard(message.worker_id, message.status_interval)
+        changed = self._observe(record, message.state)
+        ack = None if message.ack is None else self._acknowledged(record, message)
+        return Heard(
+            record.worker_id, transition, changed, ack=ack, reconcile=self._reconcile(record)
+        )
+
+    def goodbye(self, message: Goodbye) -> Transition | None:
+        record = self._records.get(message.worker_id)
+        if record is None:
+            return None
+        self._observe(record, message.state)
+        record.last_seen, record.last_seen_at = self.clock(), self.wall()
+        return self._move(record, Liveness.OFFLINE)
+
+    # -- steering ------------------------------------------------------------------
+
+    def command(self, target: str, changes: WorkerChanges) -> Command:
+        """A command for one worker, or for the fleet with target 'all', now pending."""
+        if target == FLEET:
+            if changes.active is not None:
+                self.fleet_desired = changes.active
+            # Workers not online get the new desired state too, and converge when back.
+            targets = list(self._records.values())
+            awaited = [r for r in targets if r.liveness is Liveness.ONLINE]
+        elif target in self._records:
+            targets = awaited = [self._records[target]]
+        else:
+            raise UnknownWorker(target)
+        command = Command(target=target, changes=changes, generation=self._next_generation())
+        for record in targets:
+            if changes.active is not None:
+                record.desired = changes.active
+        for record in awaited:
+            record.pending = command.command_id
+        awaiting = {r.worker_id for r in awaited}
+        self._pending[command.command_id] = _Pending(command, self.clock(), awaiting)
+        return command
+
+    def toggle(self) -> Command:
+        """Flip the fleet's desired state (the demo's periodic toggling)."""
+        return self.command(FLEET, WorkerChanges(active=not self.fleet_desired))
+
+    def unroutable(self, command_id: UUID) -> frozenset[str]:
+        """No queue took the command: nobody will answer it. Returns who was awaited."""
+        return self._forget(command_id)
+
+    def pending_commands(self) -> list[Command]:
+        """Commands still awaiting an answer, oldest first (re-sent after a reconnect)."""
+        return [pending.command for pending in self._pending.values()]
+
+    # -- time ----------------------------------------------------------------------
+
+    def sweep(self) -> tuple[list[Transition], list[Expired]]:
+        """Mark quiet workers lost, forget long-gone ones, expire unanswered commands."""
+        now = self.clock()
+        transitions: list[Transition] = []
+        for record in list(self._records.values()):
+            quiet = now - record.last_seen
+            if record.liveness is Liveness.ONLINE:
+                if quiet > LOST_AFTER_INTERVALS * record.status_interval:
+                    record.liveness = Liveness.LOST
+                    transitions.append(Transition(record.worker_id, Liveness.ONLINE, Liveness.LOST))
+            elif quiet > self.retention:
+                del self._records[record.worker_id]
+                transitions.append(Transition(record.worker_id, record.liveness, None))
+        expired = [
+            Expired(command_id, frozenset(pending.awaiting))
+            for command_id, pending in list(self._pending.items())
+            if now - pending.issued > self.command_ttl
+        ]
+        for item in expired:
+            self._forget(item.command_id)
+        return transitions, expired
+
+    def grace(self) -> None:
+        """The monitor was deaf for a while: that is not the workers' fault."""
+        now, wall = self.clock(), self.wall()
+        for record in self._records.values():
+            if record.liveness is Liveness.ONLINE:
+                record.last_seen, record.last_seen_at = now, wall
+
+    # -- views -----------------------------------------------------------------------
+
+    def view(self) -> FleetView:
+        workers = [self._records[key].view() for key in sorted(self._records)]
+        return FleetView(fleet_desired_active=self.fleet_desired, workers=workers)
+
+    def worker(self, worker_id: str) -> WorkerView:
+        if worker_id not in self._records:
+            raise UnknownWorker(worker_id)
+        return self._records[worker_id].view()
+
+    # -- internals -------------------------------------------------------------------
+
+    def _heard(self, worker_id: str, status_interval: float) -> tuple[_Record, Transition | None]:
+        now, wall = self.clock(), self.wall()
+        record = self._records.get(worker_id)
+        if record is None:
+            record = _Record(worker_id, status_interval, now, wall, desired=self.fleet_desired)
+            self._records[worker_id] = record
+            transition: Transition | None = Transition(worker_id, None, Liveness.ONLINE)
+        else:
+            transition = self._move(record, Liveness.ONLINE)
+        record.status_interval = status_interval
+        record.last_seen, record.last_seen_at = now, wall
+        return record, transition
+
+    def _observe(self, record: _Record, state: Worker) -> dict[str, FieldChange]:
+        """Take the worker's reported state; returns how its active flag changed."""
+        before = record.observed
+        record.observed = state
+        if record.desired is None:
+            record.desired = state.active  # nothing asked yet: what it does is what we want
+        # Generations must keep rising across monitor restarts.
+        self._generation = max(self._generation, state.generation)
+        if before is None or before.active == state.active:
+            return {}
+        return {"active": FieldChange(old=before.active, new=state.active)}
+
+    def _acknowledged(self, record: _Record, message: Status) -> AckResult:
+        assert message.ack is not None
+        ack = message.ack
+        pending = self._pending.get(ack.command_id)
+        latency = None
+        if pending is not None and record.worker_id in pending.awaiting:
+            latency = self.clock() - pending.issued
+            record.latency = latency
+            pending.awaiting.discard(record.worker_id)
+            if not pending.awaiting:
+                del self._pending[ack.command_id]
+        if record.pending == ack.command_id:
+            record.pending = None
+        return AckResult(record.worker_id, ack.command_id, ack.outcome, ack.diff, latency)
+
+    def _reconcile(self, record: _Record) -> Command | None:
+        if (
+            record.liveness is not Liveness.ONLINE
+            or record.pending is not None
+            or record.desired is None
+            or record.observed is None
+            or record.observed.active == record.desired
+        ):
+            return None
+        return self.command(record.worker_id, WorkerChanges(active=record.desired))
+
+    def _forget(self, command_id: UUID) -> frozenset[str]:
+        pending = self._pending.pop(command_id, None)
+        if pending is None:
+            return frozenset()
+        for worker_id in pending.awaiting:
+            record = self._records.get(worker_id)
+            if record is not None and record.pending == command_id:
+                record.pending = None
+        return frozenset(pending.awaiting)
+
+    def _move(self, record: _Record, liveness: Liveness) -> Transition | None:
+        if record.liveness is liveness:
+            return None
+        old, record.liveness = record.liveness, liveness
+        return Transition(record.worker_id, old, liveness)
+
+    def _next_generation(self) -> int:
+        # Wall-clock milliseconds keep generations rising even across a monitor restart
+        # that has not yet heard the workers' current generations.
+        wall_ms = int(self.wall().timestamp() * 1000)
+        self._generation = max(self._generation + 1, wall_ms)
+        return self._generation

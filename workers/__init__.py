@@ -1,0 +1,1 @@
+"""The worker ("firework"): obeys commands and reports its status."""
