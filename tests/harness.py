@@ -1,0 +1,261 @@
+"""Test harness: a real monitor on a thread, real worker processes, and a probe that
+watches (and pokes) the real broker. Waits are bounded polls on conditions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import IO, Any, Literal, TypeVar
+
+import pika
+from pydantic import ValidationError
+
+from bus.connection import Bus
+from bus.settings import Settings
+from bus.topology import Topology
+from models.messages import LIFECYCLE, STATUS, Ack, Command, Goodbye, Registration, Status
+from models.monitor_model import FleetView, WorkerView
+from monitor.monitor import MonitorService
+
+T = TypeVar("T")
+# Fast cadences keep the suite quick; every bound below is derived from them.
+STATUS_INTERVAL = 0.5
+WORK_INTERVAL = 0.05
+
+
+def wait_for(condition: Callable[[], T | None | Literal[False]], timeout: float, what: str) -> T:
+    """Poll `condition` until it returns something truthy, or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)  # poll interval, not a wait for an outcome
+
+
+def make_settings(url: str, namespace: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "rabbitmq_url": url,
+        "fireworks_namespace": namespace,
+        "status_interval": STATUS_INTERVAL,
+        "work_interval": WORK_INTERVAL,
+        "rabbitmq_heartbeat": 5,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)
+
+
+class MonitorThread:
+    """The real MonitorService and Bus, run on a thread of the test process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.bus = Bus(
+            settings.broker_urls(),
+            Topology(settings.fireworks_namespace),
+            "test-monitor",
+            settings.rabbitmq_heartbeat,
+        )
+        self.service = MonitorService(settings, self.bus)
+        self._thread = threading.Thread(target=self.bus.run, args=(self.service,), daemon=True)
+        self._thread.start()
+        wait_for(lambda: self.bus.connected, 15, "the monitor to connect")
+
+    def call(self, job: Callable[[], T]) -> T:
+        """Run `job` on the bus thread (the only one that may touch it) and return its result."""
+        future: Future[T] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(job())
+            except Exception as error:
+                future.set_exception(error)
+
+        self.bus.call_threadsafe(run)
+        return future.result(timeout=10)
+
+    def view(self) -> FleetView:
+        return self.call(self.service.registry.view)
+
+    def worker(self, worker_id: str) -> WorkerView | None:
+        return next((w for w in self.view().workers if w.worker_id == worker_id), None)
+
+    def observed_active(self, worker_id: str) -> bool | None:
+        """What the monitor last heard this worker's active flag to be (None: nothing)."""
+        view = self.worker(worker_id)
+        return None if view is None or view.observed is None else view.observed.active
+
+    def liveness(self, worker_id: str) -> str | None:
+        view = self.worker(worker_id)
+        return None if view is None else view.liveness
+
+    def command(self, target: str, active: bool) -> Command:
+        return self.call(lambda: self.service.command(target, active))
+
+    def stop(self) -> None:
+        self.bus.stop()
+        self._thread.join(timeout=10)
+        assert not self._thread.is_alive(), "monitor thread did not stop"
+
+
+class WorkerProcess:
+    """`fireworks worker` as a real child process, logging JSON to a file."""
+
+    def __init__(self, settings: Settings, worker_id: str, workdir: Path, **env: str) -> None:
+        self.worker_id = worker_id
+        self.log_path = workdir / f"{worker_id}-{uuid.uuid4().hex[:6]}.log"
+        url = settings.rabbitmq_url
+        assert url is not None
+        child_env = {
+            **os.environ,
+            "RABBITMQ_URL": url.get_secret_value(),
+            "FIREWORKS_NAMESPACE": settings.fireworks_namespace,
+            "WORKER_ID": worker_id,
+            "STATUS_INTERVAL": str(settings.status_interval),
+            "WORK_INTERVAL": str(settings.work_interval),
+            "RABBITMQ_HEARTBEAT": str(settings.rabbitmq_heartbeat),
+            "LOG_FORMAT": "json",
+            **env,
+        }
+        with self.log_path.open("wb") as log:
+            # cwd is the test's temp dir, so the repository's .env is not read.
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "fireworks", "worker"],
+                env=child_env,
+                cwd=workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def terminate(self, timeout: float = 10) -> int:
+        self.process.terminate()
+        return self.process.wait(timeout=timeout)
+
+
+class Probe:
+    """A test-side client of the same broker: sees every status and registration of a
+    namespace, publishes raw bytes, and reads the dead-letter queue."""
+
+    def __init__(self, url: str, topology: Topology) -> None:
+        self.topology = topology
+        self.connection = pika.BlockingConnection(pika.URLParameters(url))
+        self.channel = self.connection.channel()
+        self.topology.declare_shared(self.channel)
+        self.queue = self.channel.queue_declare("", exclusive=True).method.queue
+        self.channel.queue_bind(self.queue, topology.status_exchange, routing_key="#")
+        self.channel.queue_bind(self.queue, topology.register_exchange, routing_key="#")
+        self.statuses: list[Status] = []
+        self.lifecycle: list[Registration | Goodbye] = []
+        self.invalid: list[bytes] = []
+
+    def poll(self) -> None:
+        """Take in everything that arrived so far."""
+        while True:
+            method, _, body = self.channel.basic_get(self.queue, auto_ack=True)
+            if method is None:
+                return
+            try:
+                if method.exchange == self.topology.status_exchange:
+                    self.statuses.append(STATUS.validate_json(body))
+                else:
+                    self.lifecycle.append(LIFECYCLE.validate_json(body))
+            except ValidationError:
+                self.invalid.append(body)  # what a test published on purpose
+
+    def statuses_of(self, worker_id: str) -> list[Status]:
+        self.poll()
+        return [s for s in self.statuses if s.worker_id == worker_id]
+
+    def acks_of(self, worker_id: str) -> list[Ack]:
+        return [s.ack for s in self.statuses_of(worker_id) if s.ack is not None]
+
+    def ack_for(self, worker_id: str, command: Command) -> Ack | None:
+        return next(
+            (a for a in self.acks_of(worker_id) if a.command_id == command.command_id), None
+        )
+
+    def publish_raw(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        content_type: str | None = "application/json",
+    ) -> None:
+        properties = pika.BasicProperties(content_type=content_type)
+        self.channel.basic_publish(exchange, routing_key, body, properties)
+
+    def publish_command(self, command: Command) -> None:
+        self.publish_raw(
+            self.topology.command_exchange,
+            self.topology.command_key(command.target),
+            command.model_dump_json().encode(),
+        )
+
+    def dead_letters(self) -> Iterator[tuple[bytes, dict[str, Any]]]:
+        while True:
+            method, properties, body = self.channel.basic_get(
+                self.topology.dead_queue, auto_ack=True
+            )
+            if method is None:
+                return
+            yield body, dict(properties.headers or {})
+
+    def close(self) -> None:
+        if self.connection.is_open:
+            self.connection.close()
+
+
+def delete_namespace(url: str, topology: Topology, worker_ids: list[str]) -> None:
+    """Leave a shared broker as we found it."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    queues = [topology.register_queue, topology.status_queue, topology.dead_queue]
+    for queue in [*queues, *(topology.worker_queue(w) for w in worker_ids)]:
+        channel.queue_delete(queue)
+    for exchange in (
+        topology.register_exchange,
+        topology.command_exchange,
+        topology.status_exchange,
+        topology.dead_exchange,
+    ):
+        channel.exchange_delete(exchange)
+    connection.close()
+
+
+class JsonLines:
+    """Collects a child's JSON log lines on a thread, so waits on them stay bounded."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.entries: list[dict[str, Any]] = []
+        self.text: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.text.append(line)
+            if line.startswith("{"):
+                self.entries.append(json.loads(line))
+
+    def messages(self, message: str) -> list[dict[str, Any]]:
+        return [entry for entry in list(self.entries) if entry["message"] == message]
+
+    def finish(self) -> str:
+        self._thread.join(timeout=10)
+        return "".join(self.text)

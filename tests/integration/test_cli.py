@@ -1,0 +1,95 @@
+"""The `fireworks` command as a user runs it: real processes, real brokers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from harness import JsonLines, wait_for
+
+from bus.local_broker import find_server, free_port
+
+
+def run_fireworks(args: list[str], tmp_path: Path, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "fireworks", *args],
+        env={**os.environ, "LOG_FORMAT": "json", **env},
+        cwd=tmp_path,  # not the repository: its .env is not read
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("STATUS_INTERVAL", "-1"),
+        ("RABBITMQ_PORT", "abc"),
+        ("LOG_FORMAT", "xml"),
+        ("WORKER_ID", "no spaces allowed"),
+    ],
+)
+def test_bad_setting_is_one_clear_line_and_non_zero_exit(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    process = run_fireworks(["worker"], tmp_path, **{name: value})
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"fireworks: invalid setting {name}")
+
+
+def test_unreachable_broker_is_logged_with_masked_password_while_retrying(tmp_path: Path) -> None:
+    url = f"amqp://someone:s3cret-pw@127.0.0.1:{free_port()}/%2F"
+    process = run_fireworks(["worker"], tmp_path, RABBITMQ_URL=url, WORKER_ID="w1")
+    assert process.stdout is not None
+    log = JsonLines(process.stdout)
+    wait_for(lambda: len(log.messages("broker unavailable")) >= 2, 20, "two failed attempts")
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=10)
+    err = process.stderr.read()  # type: ignore[union-attr]
+    assert process.returncode == 0
+    failure = log.messages("broker unavailable")[0]
+    assert failure["broker"] == f"amqp://someone:***@127.0.0.1:{url.rsplit(':', 1)[1]}"
+    output = log.finish() + err
+    assert "s3cret-pw" not in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.skipif(find_server() is None, reason="needs a local rabbitmq-server installation")
+def test_up_with_local_broker_runs_the_fleet_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    process = run_fireworks(
+        ["up", "--workers", "2", "--local-broker"],
+        tmp_path,
+        TOGGLE_INTERVAL="1",
+        STATUS_INTERVAL="0.5",
+    )
+    assert process.stdout is not None
+    log = JsonLines(process.stdout)
+
+    def acknowledged() -> set[str]:
+        return {e["worker"] for e in log.messages("acknowledged") if e["outcome"] == "applied"}
+
+    try:
+        wait_for(
+            lambda: acknowledged() == {"worker-1", "worker-2"},
+            60,
+            "both workers toggled and acknowledged",
+        )
+    finally:
+        process.send_signal(signal.SIGINT)  # what Ctrl-C does
+        process.wait(timeout=30)
+    err = process.stderr.read()  # type: ignore[union-attr]
+    out = log.finish()
+    assert process.returncode == 0, err
+    assert "Traceback" not in out + err
+    assert {e["worker"] for e in log.messages("said goodbye")} >= {"worker-1", "worker-2"}
+    home = log.messages("starting a private RabbitMQ node")[0]["home"]
+    assert not Path(home).exists()  # the private node is gone

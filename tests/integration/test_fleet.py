@@ -1,0 +1,204 @@
+"""The monitor and real worker processes on a real RabbitMQ."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+
+from conftest import Fleet
+from harness import STATUS_INTERVAL, MonitorThread, wait_for
+
+from bus.local_broker import LocalBroker
+from models.messages import Outcome, Registration, Status
+from models.monitor_model import Liveness
+
+# Lost after 3 silent intervals, judged every interval/2; plus slack for a loaded machine.
+LOST_BOUND = 3 * STATUS_INTERVAL + STATUS_INTERVAL / 2 + 2.0
+
+
+def online(monitor: MonitorThread, *worker_ids: str) -> bool:
+    return all(monitor.liveness(w) is Liveness.ONLINE for w in worker_ids)
+
+
+def start(fleet: Fleet, *worker_ids: str) -> MonitorThread:
+    fleet.probe.poll()  # the probe listens from before the first registration
+    monitor = fleet.start_monitor()
+    for worker_id in worker_ids:
+        fleet.start_worker(worker_id)
+    wait_for(lambda: online(monitor, *worker_ids), 20, f"{worker_ids} online")
+    return monitor
+
+
+def log_events(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_three_workers_register(fleet: Fleet) -> None:
+    monitor = start(fleet, "w1", "w2", "w3")
+    view = monitor.view()
+    assert [w.worker_id for w in view.workers] == ["w1", "w2", "w3"]
+    for worker in view.workers:
+        assert worker.observed is not None and worker.observed.active is False
+        assert worker.desired_active is False  # nothing asked: what it does is desired
+        assert worker.status_interval == STATUS_INTERVAL
+    fleet.probe.poll()
+    registered = {m.worker_id for m in fleet.probe.lifecycle if isinstance(m, Registration)}
+    assert registered == {"w1", "w2", "w3"}
+
+
+def test_activate_and_deactivate_one_and_all(fleet: Fleet) -> None:
+    monitor = start(fleet, "w1", "w2", "w3")
+    probe = fleet.probe
+
+    one = monitor.command("w1", True)
+    ack = wait_for(lambda: probe.ack_for("w1", one), 10, "w1's ack")
+    assert ack.outcome is Outcome.APPLIED
+    assert {k: (v.old, v.new) for k, v in ack.diff.items()} == {"active": (False, True)}
+    wait_for(lambda: monitor.observed_active("w1"), 5, "monitor sees w1 active")
+    view = monitor.worker("w1")
+    assert view is not None and view.pending_command is None
+    assert view.last_command_latency_ms is not None and view.last_command_latency_ms > 0
+
+    everyone = monitor.command("all", True)
+    workers = ("w1", "w2", "w3")
+    acks = wait_for(
+        lambda: (
+            all(probe.ack_for(w, everyone) for w in workers)
+            and {w: probe.ack_for(w, everyone) for w in workers}
+        ),
+        10,
+        "3 fleet acks",
+    )
+    outcomes = {w: a.outcome for w, a in acks.items() if a is not None}
+    assert outcomes == {"w1": Outcome.UNCHANGED, "w2": Outcome.APPLIED, "w3": Outcome.APPLIED}
+    assert acks["w1"] is not None and acks["w1"].diff == {}
+
+    off = monitor.command("all", False)
+    wait_for(lambda: all(probe.ack_for(w, off) for w in workers), 10, "3 acks of deactivate")
+    wait_for(
+        lambda: not any(monitor.observed_active(w) for w in workers), 5, "monitor sees all off"
+    )
+    assert all(w.desired_active is False for w in monitor.view().workers)
+
+
+def test_repeated_command_changes_nothing_and_says_so(fleet: Fleet) -> None:
+    monitor = start(fleet, "w1")
+    first = monitor.command("w1", True)
+    applied = wait_for(lambda: fleet.probe.ack_for("w1", first), 10, "first ack")
+    second = monitor.command("w1", True)
+    repeated = wait_for(lambda: fleet.probe.ack_for("w1", second), 10, "second ack")
+    assert applied.outcome is Outcome.APPLIED
+    assert repeated.outcome is Outcome.UNCHANGED
+    assert repeated.diff == {}
+    changes = [
+        e for e in log_events(fleet.workers["w1"].log()) if e["message"] == "active: False -> True"
+    ]
+    assert len(changes) == 1
+
+
+def test_statuses_arrive_at_the_configured_cadence(fleet: Fleet) -> None:
+    monitor = start(fleet, "w1")
+    monitor.command("w1", True)
+
+    def periodic() -> list[Status]:
+        return [s for s in fleet.probe.statuses_of("w1") if s.ack is None]
+
+    wait_for(lambda: len(periodic()) >= 9, 20, "9 periodic statuses")
+    statuses = periodic()[:9]
+    seqs = [s.seq for s in statuses]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    activity = [s.state.activity for s in statuses]
+    assert activity == sorted(activity)
+    assert activity[-1] > activity[0]  # it works while active
+    gaps = [(b.sent_at - a.sent_at).total_seconds() for a, b in itertools.pairwise(statuses)]
+    median = sorted(gaps)[len(gaps) // 2]
+    assert 0.7 * STATUS_INTERVAL <= median <= 1.5 * STATUS_INTERVAL, gaps
+
+
+def test_killed_worker_is_lost_within_the_bound(fleet: Fleet) -> None:
+    monitor = start(fleet, "w1", "w2")
+    fleet.workers["w1"].kill()
+    killed = time.monotonic()
+    wait_for(lambda: monitor.liveness("w1") is Liveness.LOST, LOST_BOUND, "w1 lost")
+    assert time.monotonic() - killed >= 2 * STATUS_INTERVAL  # not judged lost on one gap
+    assert online(monitor, "w2")
+
+
+def test_terminated_worker_says_goodbye_and_is_offline(fleet: Fleet) -> None:
+    monitor = start(fleet, "w1")
+    assert fleet.workers["w1"].terminate() == 0
+    wait_for(lambda: monitor.liveness("w1") is Liveness.OFFLINE, 5, "w1 offline")
+    fleet.probe.poll()
+    assert [m.kind for m in fleet.probe.lifecycle] == ["register", "goodbye"]
+
+
+def test_toggler_flips_the_fleet(broker_url: str, tmp_path: Path) -> None:
+    fleet = Fleet(broker_url, tmp_path, toggle_interval=1.0)
+    try:
+        start(fleet, "w1", "w2")
+
+        def flips(worker_id: str) -> list[object]:
+            return [a.diff["active"].new for a in fleet.probe.acks_of(worker_id) if a.diff]
+
+        wait_for(lambda: len(flips("w1")) >= 3 and len(flips("w2")) >= 3, 15, "3 toggles each")
+        assert flips("w1")[:3] == flips("w2")[:3] == [True, False, True]
+    finally:
+        fleet.close()
+
+
+def test_restarted_worker_gets_the_desired_state_back(fleet: Fleet) -> None:
+    monitor = start(fleet, "w1")
+    monitor.command("w1", True)
+    wait_for(lambda: monitor.observed_active("w1"), 10, "w1 on")
+    fleet.workers["w1"].kill()
+    fleet.start_worker("w1")  # same id, fresh process: starts inactive
+
+    def restarted_and_active() -> bool:
+        view = monitor.worker("w1")
+        return bool(view and view.observed and view.observed.active and view.observed.activity < 5)
+
+    wait_for(restarted_and_active, 15, "restarted w1 reconciled to active")
+
+
+def test_worker_started_before_the_broker_registers_once_it_is_up(
+    local_broker: LocalBroker, tmp_path: Path
+) -> None:
+    fleet = Fleet(local_broker.url, tmp_path)
+    try:
+        worker = fleet.start_worker("early")
+        wait_for(lambda: "broker unavailable" in worker.log(), 15, "worker retrying")
+        assert worker.process.poll() is None
+        local_broker.start()
+        start(fleet, "early")
+        assert "Traceback" not in worker.log()
+    finally:
+        fleet.close()
+
+
+def test_malformed_messages_are_dead_lettered_and_work_goes_on(fleet: Fleet) -> None:
+    monitor = start(fleet, "w1")
+    probe, topology = fleet.probe, fleet.topology
+    probe.publish_raw(topology.register_exchange, "register.w1", b"{not json")
+    probe.publish_raw(topology.status_exchange, "status.w1", b'{"kind": "status", "seq": -1}')
+    probe.publish_raw(topology.command_exchange, "cmd.w1", b"\xff\xfe garbage")
+    letters: list[tuple[bytes, dict[str, object]]] = []
+
+    def three_letters() -> bool:
+        letters.extend(probe.dead_letters())
+        return len(letters) >= 3
+
+    wait_for(three_letters, 10, "3 dead letters")
+    queues = sorted(str(headers["x-fireworks-queue"]) for _, headers in letters)
+    expected = [topology.register_queue, topology.status_queue, topology.worker_queue("w1")]
+    assert queues == sorted(expected)
+    assert all(headers["x-fireworks-reason"] for _, headers in letters)
+    received = monitor.call(lambda: dict(monitor.bus.received))
+    assert received[(topology.register_queue, "invalid")] == 1
+    assert received[(topology.status_queue, "invalid")] == 1
+    assert "dead-lettered" in fleet.workers["w1"].log()
+    # Both sides keep working.
+    command = monitor.command("w1", True)
+    wait_for(lambda: fleet.probe.ack_for("w1", command), 10, "ack after the garbage")
+    assert fleet.workers["w1"].process.poll() is None
