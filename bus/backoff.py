@@ -19,8 +19,11 @@ class Backoff:
 
     def next_delay(self) -> float:
         """Delay before the next attempt: in [d/2, d] with d doubling up to the cap."""
-        ceiling = min(self.cap, self.initial * self.factor**self.attempt)
-        self.attempt += 1
+        ceiling = self.initial * self.factor**self.attempt
+        if ceiling >= self.cap:
+            ceiling = self.cap
+        else:
+            self.attempt += 1  # stops growing at the cap: no overflow in a long outage
         # Half-jitter keeps a floor (no hammering) while spreading a fleet's retries.
         return ceiling / 2 + self._rand() * ceiling / 2
 

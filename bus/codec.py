@@ -31,10 +31,21 @@ def decode(body: bytes, adapter: TypeAdapter[T], content_type: str | None = CONT
         raise InvalidMessage(describe(error)) from None
 
 
+# A reason is logged and attached to the dead letter: it must stay one short line even
+# when a hostile message puts line breaks or kilobytes into a field name.
+MAX_REASON = 200
+
+
 def describe(error: ValidationError) -> str:
     """The first problem, as one short line: `field: message (+N more)`."""
     problems = error.errors(include_url=False, include_input=False)
     first = problems[0]
     where = ".".join(str(part) for part in first["loc"]) or "body"
     more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-    return f"{where}: {first['msg']}{more}"
+    return one_line(f"{where}: {first['msg']}", MAX_REASON - len(more)) + more
+
+
+def one_line(text: str, limit: int = MAX_REASON) -> str:
+    """`text` with control characters escaped, cut to `limit` characters."""
+    flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -13,7 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bus.errors import SettingsError
 from models.worker_model import WorkerId
 
-_URL_PASSWORD = re.compile(r"(amqps?://[^:/@\s]*:)[^@\s]*@")
+# Up to the last "@": pika accepts an unquoted "@" in the password.
+_URL_PASSWORD = re.compile(r"(amqps?://[^:/@\s]*:)\S*@", re.IGNORECASE)
 
 
 def mask_url(url: str) -> str:
@@ -45,12 +46,21 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator("log_level", "log_format", mode="before")
+    @field_validator("log_level", mode="before")
     @classmethod
-    def _normalise_case(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        return value.upper() if value.lower() in ("debug", "info", "warning", "error") else value
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("worker_id", "rabbitmq_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose passes `${WORKER_ID:-}` as an empty string: that means "not set".
+        return None if value == "" else value
 
     def broker_urls(self) -> list[str]:
         """Broker addresses with credentials, in the order to try them."""

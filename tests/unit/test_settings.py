@@ -180,13 +180,6 @@ def test_mask_url(url: str, masked: str) -> None:
     assert "secret" not in mask_url(url)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: mask_url only matches a lower-case scheme and stops at the first '@', but "
-        "pika accepts 'AMQP://' and an unquoted '@' in the password, so those leak"
-    ),
-)
 @pytest.mark.parametrize(
     "url",
     [
@@ -250,13 +243,6 @@ def test_bad_override_is_reported_the_same_way() -> None:
         load_settings(status_interval=-1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: _normalise_case is attached to log_format but only normalises level names, "
-        "so LOG_FORMAT=JSON / Text is refused while LOG_LEVEL=debug is accepted"
-    ),
-)
 @pytest.mark.parametrize(("value", "expected"), [("JSON", "json"), ("Text", "text")])
 def test_log_format_is_case_insensitive_like_log_level(
     monkeypatch: pytest.MonkeyPatch, value: str, expected: str
