@@ -38,6 +38,9 @@ CHANNELS: tuple[ChannelName, ...] = ("register", "command", "status")
 MAX_BLOCK = 0.25
 # A broker that holds a publisher blocked (resource alarm) longer than this is given up on.
 BLOCKED_TIMEOUT = 30.0
+# Only a session that lasted this long resets the backoff: a broker that accepts and
+# then drops every connection is not hammered.
+HEALTHY_SESSION = 10.0
 _PIKA_ERRORS = (pika.exceptions.AMQPError, OSError)
 
 
@@ -185,10 +188,11 @@ class Bus:
     def run(self, service: Service) -> None:
         """Connect, serve, and reconnect with backoff, until stop()."""
         while not self._stopping:
+            connected_at = None
             try:
                 self._open()
                 service.on_connected(self)
-                self._backoff.reset()
+                connected_at = time.monotonic()
                 log.info("connected", extra=fields(broker=self.address(), session=self.connects))
                 self._serve()
                 service.on_stopping(self)
@@ -204,6 +208,8 @@ class Bus:
                     if not self._stopping:
                         service.on_disconnected()
             if not self._stopping:
+                if connected_at is not None and time.monotonic() - connected_at > HEALTHY_SESSION:
+                    self._backoff.reset()
                 delay = self._backoff.next_delay()
                 log.info("reconnecting", extra=fields(in_seconds=round(delay, 2)))
                 self._idle(delay)

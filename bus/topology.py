@@ -15,6 +15,8 @@ DEAD_QUEUE_MAX_LENGTH = 10_000
 
 REGISTER_KEY = "register"
 GOODBYE_KEY = "goodbye"
+# The monitor's echo to itself, on the status exchange (see models.messages.Echo).
+ECHO_KEY = "echo"
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,8 @@ class Topology:
                 "x-message-ttl": STATUS_TTL_MS,
             },
         )
-        channel.queue_bind(self.status_queue, self.status_exchange, routing_key="status.#")
+        for key in ("status.#", ECHO_KEY):
+            channel.queue_bind(self.status_queue, self.status_exchange, routing_key=key)
 
     def declare_worker(self, channel: Any, worker_id: str) -> str:
         """The worker's own command queue, bound to its id and to the fleet."""

@@ -16,6 +16,7 @@ class Kind(StrEnum):
     GOODBYE = "goodbye"
     COMMAND = "command"
     STATUS = "status"
+    ECHO = "echo"
 
 
 class Envelope(Frozen):
@@ -86,9 +87,17 @@ class Status(Envelope):
         return self.state.worker_id
 
 
+class Echo(Envelope):
+    """The monitor's note to itself through its status queue: proof that it can hear.
+    While its echoes do not come back, silence is the monitor's fault, not the workers'."""
+
+    kind: Literal[Kind.ECHO] = Kind.ECHO
+
+
 Lifecycle = Annotated[Registration | Goodbye, Field(discriminator="kind")]
 
 # What each queue may carry; anything else is dead-lettered.
 LIFECYCLE: TypeAdapter[Registration | Goodbye] = TypeAdapter(Lifecycle)
 COMMAND: TypeAdapter[Command] = TypeAdapter(Command)
 STATUS: TypeAdapter[Status] = TypeAdapter(Status)
+ECHO: TypeAdapter[Echo] = TypeAdapter(Echo)

@@ -10,7 +10,8 @@ from bus.connection import Bus, Delivery
 from bus.errors import BusError, InvalidMessage, Unroutable
 from bus.logs import fields
 from bus.settings import Settings
-from models.messages import LIFECYCLE, STATUS, Command, Registration
+from bus.topology import ECHO_KEY
+from models.messages import ECHO, LIFECYCLE, STATUS, Command, Echo, Registration
 from models.worker_model import WorkerChanges
 from monitor.registry import Heard, Registry, Transition
 
@@ -22,11 +23,16 @@ class MonitorService:
         self.settings = settings
         self.bus = bus
         self.topology = bus.topology
+        # Liveness is judged a few times per status interval, and each time the monitor
+        # checks that it can hear at all by sending itself an echo.
+        sweep_interval = min(1.0, settings.status_interval / 2)
         self.registry = Registry(
-            time.monotonic, command_ttl=settings.command_ttl, retention=settings.worker_retention
+            time.monotonic,
+            command_ttl=settings.command_ttl,
+            retention=settings.worker_retention,
+            deaf_after=3 * sweep_interval + 1.0,
         )
-        # Liveness is judged a few times per status interval.
-        bus.every(min(1.0, settings.status_interval / 2), self.sweep)
+        bus.every(sweep_interval, self.sweep)
         if settings.toggle_interval > 0:
             bus.every(settings.toggle_interval, self.toggle)
 
@@ -64,6 +70,10 @@ class MonitorService:
         self._send(command)
 
     def sweep(self) -> None:
+        if self.bus.connected:
+            self.bus.publish(
+                "status", self.topology.status_exchange, ECHO_KEY, Echo(), persistent=False
+            )
         transitions, expired = self.registry.sweep()
         for transition in transitions:
             self._log_transition(transition)
@@ -126,6 +136,11 @@ class MonitorService:
                 self._log_transition(transition)
 
     def on_status(self, delivery: Delivery) -> None:
+        if delivery.routing_key == ECHO_KEY:
+            decode(delivery.body, ECHO, delivery.content_type)
+            if self.registry.echo():
+                log.info("hearing the fleet again; online workers get a fresh grace period")
+            return
         message = decode(delivery.body, STATUS, delivery.content_type)
         _check_key(delivery, self.topology.status_key(message.worker_id))
         log.debug(

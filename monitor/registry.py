@@ -94,10 +94,13 @@ class Registry:
     wall: Callable[[], datetime] = utc_now
     command_ttl: float = 30.0
     retention: float = 3600.0
+    # A gap this long between the monitor's own echoes means it was deaf meanwhile.
+    deaf_after: float = 3.0
     fleet_desired: bool | None = None
     _records: dict[str, _Record] = field(default_factory=dict)
     _pending: dict[UUID, _Pending] = field(default_factory=dict)
     _generation: int = 0
+    _last_echo: float | None = None
 
     # -- hearing from workers ------------------------------------------------------
 
@@ -111,6 +114,11 @@ class Registry:
         )
 
     def status(self, message: Status) -> Heard:
+        known = self._records.get(message.worker_id)
+        if known is not None and known.liveness is Liveness.OFFLINE:
+            # It said goodbye; this status was overtaken on the way (another queue).
+            # Only a registration brings a worker back.
+            return Heard(known.worker_id)
         record, transition = self._heard(message.worker_id, message.status_interval)
         changed = self._observe(record, message.state)
         ack = None if message.ack is None else self._acknowledged(record, message)
@@ -125,6 +133,16 @@ class Registry:
         self._observe(record, message.state)
         record.last_seen, record.last_seen_at = self.clock(), self.wall()
         return self._move(record, Liveness.OFFLINE)
+
+    def echo(self) -> bool:
+        """The monitor heard its own echo: it could hear everything sent before it. After
+        a deaf spell every online worker gets a fresh grace period (returns True then)."""
+        now = self.clock()
+        was_deaf = self._last_echo is not None and now - self._last_echo > self.deaf_after
+        self._last_echo = now
+        if was_deaf:
+            self.grace()
+        return was_deaf
 
     # -- steering ------------------------------------------------------------------
 
@@ -146,8 +164,9 @@ class Registry:
                 record.desired = changes.active
         for record in awaited:
             record.pending = command.command_id
-        awaiting = {r.worker_id for r in awaited}
-        self._pending[command.command_id] = _Pending(command, self.clock(), awaiting)
+        if awaited:
+            awaiting = {r.worker_id for r in awaited}
+            self._pending[command.command_id] = _Pending(command, self.clock(), awaiting)
         return command
 
     def toggle(self) -> Command:
@@ -165,16 +184,18 @@ class Registry:
     # -- time ----------------------------------------------------------------------
 
     def sweep(self) -> tuple[list[Transition], list[Expired]]:
-        """Mark quiet workers lost, forget long-gone ones, expire unanswered commands."""
+        """Mark quiet workers lost, forget long-gone ones, expire unanswered commands.
+        Silence is measured up to the monitor's last echo, the latest moment it provably
+        could hear: while it is deaf, nobody's silence grows."""
         now = self.clock()
         transitions: list[Transition] = []
         for record in list(self._records.values()):
-            quiet = now - record.last_seen
             if record.liveness is Liveness.ONLINE:
-                if quiet > LOST_AFTER_INTERVALS * record.status_interval:
+                heard_until = self._last_echo if self._last_echo is not None else record.last_seen
+                if heard_until - record.last_seen > LOST_AFTER_INTERVALS * record.status_interval:
                     record.liveness = Liveness.LOST
                     transitions.append(Transition(record.worker_id, Liveness.ONLINE, Liveness.LOST))
-            elif quiet > self.retention:
+            elif now - record.last_seen > self.retention:
                 del self._records[record.worker_id]
                 transitions.append(Transition(record.worker_id, record.liveness, None))
         expired = [

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from bus.connection import Bus
 from bus.settings import Settings
-from bus.topology import Topology
+from bus.topology import ECHO_KEY, Topology
 from models.messages import LIFECYCLE, STATUS, Ack, Command, Goodbye, Registration, Status
 from models.monitor_model import FleetView, WorkerView
 from monitor.monitor import MonitorService
@@ -31,7 +31,7 @@ STATUS_INTERVAL = 0.5
 WORK_INTERVAL = 0.05
 
 
-def wait_for(condition: Callable[[], T | None | Literal[False]], timeout: float, what: str) -> T:
+def wait_for(condition: Callable[[], T | Literal[False] | None], timeout: float, what: str) -> T:
     """Poll `condition` until it returns something truthy, or fail after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -171,6 +171,8 @@ class Probe:
             if method is None:
                 return
             try:
+                if method.routing_key == ECHO_KEY:
+                    continue  # the monitor's note to itself
                 if method.exchange == self.topology.status_exchange:
                     self.statuses.append(STATUS.validate_json(body))
                 else:
