@@ -1,0 +1,137 @@
+"""The real deployment: `docker-compose.yml` with a broker, the monitor and 4 workers.
+
+Builds both images, scales the workers to 4 and waits until the monitor has seen
+every worker register and acknowledge one of its fleet toggles, and every worker
+has logged the change it applied. Reads the services' JSON logs; always tears the
+stack down (with its volumes), and puts the logs in the failure message.
+
+Run: `pytest tests/e2e -m compose`. See compose_helpers for where the compose
+command and base images come from (FIREWORKS_COMPOSE, PYTHON_IMAGE, RABBITMQ_IMAGE).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from compose_helpers import (
+    ComposeError,
+    Project,
+    free_local_port,
+    json_log_records,
+    require_compose,
+)
+
+pytestmark = pytest.mark.compose
+
+WORKERS = 4
+# From `up` returning (images built, broker healthy) to every worker toggled. With
+# TOGGLE_INTERVAL=2 this takes a few seconds; the margin is for a loaded machine.
+SETTLE_DEADLINE = 120.0
+POLL_INTERVAL = 1.0
+STACK_ENV = {
+    "LOG_FORMAT": "json",
+    "LOG_LEVEL": "INFO",
+    "STATUS_INTERVAL": "1",
+    "TOGGLE_INTERVAL": "2",
+}
+
+
+@dataclass
+class FleetSeen:
+    """What the logs show so far."""
+
+    registered: set[str] = field(default_factory=set)  # by the monitor
+    toggles: set[str] = field(default_factory=set)  # command ids the monitor sent to "all"
+    acknowledged: dict[str, list[float]] = field(default_factory=dict)  # worker -> latencies
+    activated: set[str] = field(default_factory=set)  # workers that logged False -> True
+
+    def complete(self) -> bool:
+        return (
+            len(self.registered) >= WORKERS
+            and self.registered <= set(self.acknowledged)
+            and self.registered <= self.activated
+        )
+
+    def summary(self) -> str:
+        return (
+            f"registered={sorted(self.registered)} toggles sent={len(self.toggles)} "
+            f"acknowledged={sorted(self.acknowledged)} activated={sorted(self.activated)}"
+        )
+
+
+def read_fleet(project: Project) -> FleetSeen:
+    seen = FleetSeen()
+    monitor = list(json_log_records(project.logs("monitor")))
+    for record in monitor:
+        if record.get("logger") != "fireworks.monitor":
+            continue
+        if record.get("message") == "registered":
+            seen.registered.add(str(record.get("worker")))
+        elif record.get("message") == "command sent" and record.get("worker") == "all":
+            seen.toggles.add(str(record.get("command")))
+    for record in monitor:
+        if (
+            record.get("message") == "acknowledged"
+            and record.get("outcome") == "applied"
+            and record.get("command") in seen.toggles
+        ):
+            latency = record.get("latency_ms")
+            assert isinstance(latency, int | float) and latency >= 0, record
+            seen.acknowledged.setdefault(str(record.get("worker")), []).append(float(latency))
+    for record in json_log_records(project.logs("workers")):
+        if record.get("logger") == "fireworks.worker" and (
+            record.get("message") == "active: False -> True"
+        ):
+            seen.activated.add(str(record.get("worker")))
+    return seen
+
+
+@pytest.fixture
+def stack() -> Iterator[Project]:
+    """A unique compose project, always taken down with its volumes afterwards."""
+    compose = require_compose()
+    env = {
+        **STACK_ENV,
+        # Publish the management UI on a free loopback port: never clash with a
+        # stack or broker already running here.
+        "RABBITMQ_MANAGEMENT_PORT": str(free_local_port()),
+    }
+    project = compose.project(env=env)
+    try:
+        yield project
+    finally:
+        project.down()
+
+
+def test_scaled_stack_registers_and_toggles_every_worker(stack: Project) -> None:
+    started = time.monotonic()
+    seen = FleetSeen()
+    failure = None
+    try:
+        stack.up("--build", "-d", "--scale", f"workers={WORKERS}")
+        deadline = time.monotonic() + SETTLE_DEADLINE
+        while True:
+            seen = read_fleet(stack)
+            if seen.complete() or time.monotonic() > deadline:
+                break
+            time.sleep(POLL_INTERVAL)  # poll interval; the deadline bounds the wait
+
+        assert len(seen.registered) == WORKERS, "not every worker registered"
+        assert seen.registered <= set(seen.acknowledged), "a worker acknowledged no toggle"
+        assert seen.registered <= seen.activated, "a worker did not log active: False -> True"
+        # Worker ids are the containers' hostnames: each of the 4 is its own.
+        assert len(seen.activated) == WORKERS, "activated workers are not the registered ones"
+    except (AssertionError, ComposeError) as error:
+        failure = f"{type(error).__name__}: {error}"
+    if failure is not None:
+        pytest.fail(
+            f"{failure}\n"
+            f"after {time.monotonic() - started:.0f} s: {seen.summary()}\n"
+            f"---- compose logs (project {stack.name}) ----\n"
+            f"{stack.safe_logs('monitor', 'workers', tail=200)}\n"
+            f"{stack.safe_logs('rabbitmq', tail=40)}",
+            pytrace=False,
+        )
