@@ -243,6 +243,10 @@ class Bus:
 
     def _serve(self) -> None:
         while not self._stopping:
+            # A job (a publish) may have found the connection broken; pika refuses to
+            # run a closed connection's loop, so notice it here.
+            if not self._connection.is_open:
+                raise BusError("connection lost")
             self._guard(lambda: self._connection.process_data_events(time_limit=self._block_for()))
             self._run_due()
 

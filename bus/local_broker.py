@@ -94,6 +94,21 @@ class LocalBroker:
         self.kill()
         raise BusError(f"rabbitmq-server did not start within {timeout:.0f} s")
 
+    def ctl(self, *args: str) -> str:
+        """Run `rabbitmqctl` against this node (e.g. to raise a resource alarm)."""
+        ctl = Path(self.server).with_name("rabbitmqctl")
+        env = {**os.environ, "HOME": str(self.home)}
+        done = subprocess.run(
+            [str(ctl), "-n", self.node, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            raise BusError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout
+
     def kill(self) -> None:
         """kill -9 the whole node, as a crash would."""
         self._signal(signal.SIGKILL)
@@ -130,6 +145,15 @@ class LocalBroker:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        # The script is gone, but the Erlang VM it started may still hold the port and
+        # the node name for a moment: a restart must wait for the whole group.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
 
     def _accepts_amqp(self) -> bool:
         try:
