@@ -25,8 +25,10 @@ from monitor.monitor import MonitorService
 from workers.worker import WorkerService
 
 log = logging.getLogger("fireworks")
-# How long `up` gives its children to say goodbye before it kills them.
-CHILD_STOP_TIMEOUT = 10.0
+# How long a component may take to stop (goodbye, close) before it exits regardless,
+# and how long `up` waits for its children before it kills them.
+STOP_TIMEOUT = 5.0
+CHILD_STOP_TIMEOUT = 2 * STOP_TIMEOUT
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,8 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_service(settings: Settings, kind: str) -> int:
     configure(settings.log_level, settings.log_format)
+    bus, service = build(settings, kind)
+    return serve(bus, service, kind)
+
+
+def build(settings: Settings, kind: str) -> tuple[Bus, MonitorService | WorkerService]:
+    """The bus and the service of one component, ready to serve."""
     topology = Topology(settings.fireworks_namespace)
-    service: MonitorService | WorkerService
     if kind == "worker":
         worker_id = _worker_id(settings)
         bus = Bus(
@@ -67,16 +74,25 @@ def run_service(settings: Settings, kind: str) -> int:
             f"fireworks-worker-{worker_id}",
             settings.rabbitmq_heartbeat,
         )
-        service = WorkerService(settings, worker_id, bus)
-    else:
-        bus = Bus(
-            settings.broker_urls(), topology, "fireworks-monitor", settings.rabbitmq_heartbeat
-        )
-        service = MonitorService(settings, bus)
+        return bus, WorkerService(settings, worker_id, bus)
+    bus = Bus(settings.broker_urls(), topology, "fireworks-monitor", settings.rabbitmq_heartbeat)
+    return bus, MonitorService(settings, bus)
+
+
+def serve(bus: Bus, service: MonitorService | WorkerService, kind: str) -> int:
+    """Run until SIGTERM/SIGINT; a stop that cannot finish in time (a broker that stopped
+    answering, a publisher blocked by a resource alarm) ends the process anyway."""
+
+    def give_up(signum: int, frame: FrameType | None) -> None:
+        log.error("could not stop cleanly in time; exiting", extra=fields(seconds=STOP_TIMEOUT))
+        logging.shutdown()
+        os._exit(1)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         log.info("stopping", extra=fields(signal=signal.Signals(signum).name))
         bus.stop()
+        signal.signal(signal.SIGALRM, give_up)
+        signal.setitimer(signal.ITIMER_REAL, STOP_TIMEOUT)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

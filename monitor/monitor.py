@@ -84,12 +84,13 @@ class MonitorService:
             )
 
     def _send(self, command: Command) -> None:
-        summary = fields(
-            worker=command.target,
-            command=command.command_id,
-            generation=command.generation,
+        about = {
+            "worker": command.target,
+            "command": command.command_id,
+            "generation": command.generation,
             **command.changes.fields(),
-        )
+            "awaiting": self.registry.awaiting(command.command_id),
+        }
         try:
             self.bus.publish(
                 "command",
@@ -100,16 +101,15 @@ class MonitorService:
                 expiration=self.settings.command_ttl,
             )
         except Unroutable:
-            awaited = self.registry.unroutable(command.command_id)
-            log.warning("command unroutable: no worker queue", extra=summary)
-            log.debug("no longer awaiting", extra=fields(workers=sorted(awaited)))
+            self.registry.unroutable(command.command_id)
+            log.warning("command unroutable: no worker queue", extra=fields(**about))
         except BusError as error:
             log.warning(
                 "command not sent yet, will re-send after reconnect",
-                extra={"fields": {**summary["fields"], "reason": str(error)}},
+                extra=fields(**about, reason=str(error)),
             )
         else:
-            log.info("command sent", extra=summary)
+            log.info("command sent", extra=fields(**about))
 
     # -- hearing ----------------------------------------------------------------
 

@@ -177,6 +177,11 @@ class Registry:
         """No queue took the command: nobody will answer it. Returns who was awaited."""
         return self._forget(command_id)
 
+    def awaiting(self, command_id: UUID) -> list[str]:
+        """The workers whose acknowledgement of this command is still outstanding."""
+        pending = self._pending.get(command_id)
+        return [] if pending is None else sorted(pending.awaiting)
+
     def pending_commands(self) -> list[Command]:
         """Commands still awaiting an answer, oldest first (re-sent after a reconnect)."""
         return [pending.command for pending in self._pending.values()]
