@@ -8,6 +8,7 @@ RabbitMqContainer where Docker works. Without any: skipped locally, failed under
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,10 @@ from harness import MonitorThread, Probe, WorkerProcess, delete_namespace, make_
 from bus.local_broker import LocalBroker, find_server
 from bus.settings import Settings
 from bus.topology import Topology
+
+# pika logs every refused connection attempt with a traceback (a broker booting, a
+# fault injected on purpose); the bus reports those in one line of its own.
+logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
 def _unavailable(reason: str) -> None:

@@ -3,6 +3,7 @@ watches (and pokes) the real broker. Waits are bounded polls on conditions."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -252,12 +253,80 @@ class JsonLines:
     def _read(self, stream: IO[str]) -> None:
         for line in stream:
             self.text.append(line)
-            if line.startswith("{"):
-                self.entries.append(json.loads(line))
+            self.entries.extend(self.parse(line))
+
+    @staticmethod
+    def parse(text: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
     def messages(self, message: str) -> list[dict[str, Any]]:
-        return [entry for entry in list(self.entries) if entry["message"] == message]
+        return [entry for entry in list(self.entries) if entry.get("message") == message]
 
     def finish(self) -> str:
         self._thread.join(timeout=10)
         return "".join(self.text)
+
+
+DRIVER = Path(__file__).with_name("monitor_driver.py")
+
+
+class MonitorProcess:
+    """The real monitor as a child process (tests/monitor_driver.py), steered over stdin."""
+
+    def __init__(self, settings: Settings, workdir: Path, **env: str) -> None:
+        url = settings.rabbitmq_url
+        assert url is not None
+        child_env = {
+            **os.environ,
+            "RABBITMQ_URL": url.get_secret_value(),
+            "FIREWORKS_NAMESPACE": settings.fireworks_namespace,
+            "STATUS_INTERVAL": str(settings.status_interval),
+            "RABBITMQ_HEARTBEAT": str(settings.rabbitmq_heartbeat),
+            "COMMAND_TTL": str(settings.command_ttl),
+            "LOG_LEVEL": "DEBUG",  # every status received is logged, with seq and activity
+            **env,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, str(DRIVER)],
+            env=child_env,
+            cwd=workdir,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        assert self.process.stdout is not None
+        self.log = JsonLines(self.process.stdout)
+        self._ids = itertools.count(1)
+
+    def request(self, op: str, timeout: float = 15, **args: Any) -> dict[str, Any]:
+        number = next(self._ids)
+        assert self.process.stdin is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"the monitor exited: {''.join(self.log.text)[-3000:]}")
+        self.process.stdin.write(json.dumps({"id": number, "op": op, **args}) + "\n")
+        self.process.stdin.flush()
+
+        def answered() -> dict[str, Any] | None:
+            return next((e for e in list(self.log.entries) if e.get("reply") == number), None)
+
+        reply = wait_for(answered, timeout, f"the monitor's answer to {op}")
+        assert "error" not in reply, reply["error"]
+        return reply
+
+    def view(self) -> FleetView:
+        return FleetView.model_validate(self.request("view")["view"])
+
+    def command(self, target: str, active: bool) -> str:
+        return str(self.request("command", target=target, active=active)["command"])
+
+    def pending(self) -> list[str]:
+        return list(self.request("pending")["pending"])
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def terminate(self, timeout: float = 15) -> int:
+        self.process.terminate()
+        return self.process.wait(timeout=timeout)
