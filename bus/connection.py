@@ -191,9 +191,9 @@ class Bus:
             connected_at = None
             try:
                 self._open()
+                log.info("connected", extra=fields(broker=self.address(), session=self.connects))
                 service.on_connected(self)
                 connected_at = time.monotonic()
-                log.info("connected", extra=fields(broker=self.address(), session=self.connects))
                 self._serve()
                 service.on_stopping(self)
             except BusError as error:
