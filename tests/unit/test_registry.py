@@ -970,3 +970,19 @@ def test_a_quiet_worker_is_lost_while_the_monitor_hears(clock: FakeClock) -> Non
         registry.status(status("w2"))
     transitions, _ = registry.sweep()
     assert transitions == [Transition("w1", Liveness.ONLINE, Liveness.LOST)]
+
+
+def test_fleet_command_with_nobody_online_awaits_nobody(registry: Registry) -> None:
+    command = registry.command(FLEET, WorkerChanges(active=True))
+    assert registry.awaiting(command.command_id) == []
+    assert registry.pending_commands() == []  # nothing to re-send, nothing to expire
+    assert registry.fleet_desired is True
+
+
+def test_awaiting_lists_the_workers_whose_ack_is_outstanding(registry: Registry) -> None:
+    registry.register(registration("w1"))
+    registry.register(registration("w2"))
+    command = registry.command(FLEET, WorkerChanges(active=True))
+    assert registry.awaiting(command.command_id) == ["w1", "w2"]
+    registry.status(status("w1", True, command.generation, ack=applied(command)))
+    assert registry.awaiting(command.command_id) == ["w2"]
