@@ -92,8 +92,9 @@ class Bus:
         self._wake = threading.Event()
         self._stopping = False
         self.connects = 0
-        # (queue, "valid" | "invalid") -> messages received.
-        self.received: Counter[tuple[str, str]] = Counter()
+        # (queue, "valid" | "invalid") -> messages received; read from other threads.
+        self._received: Counter[tuple[str, str]] = Counter()
+        self._received_lock = threading.Lock()
 
     # -- what services call -------------------------------------------------------
 
@@ -126,6 +127,11 @@ class Bus:
         self._stopping = True
         self._nudge()
 
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Messages received so far, by (queue, "valid" | "invalid")."""
+        with self._received_lock:
+            return dict(self._received)
+
     def declare(self, declaration: Callable[[Any], object]) -> None:
         """Run a topology declaration (see bus.topology) on the register channel."""
         self._guard(lambda: declaration(self._channel("register")))
@@ -139,7 +145,7 @@ class Bus:
             delivery = Delivery(body, method.exchange, method.routing_key, properties.content_type)
             try:
                 handler(delivery)
-                self.received[(queue_name, "valid")] += 1
+                self._count(queue_name, "valid")
             except InvalidMessage as error:
                 self._dead_letter(ch, queue_name, delivery, error.reason)
             except BusError:
@@ -310,8 +316,12 @@ class Bus:
         except _PIKA_ERRORS as error:
             raise BusError(_reason(error)) from None
 
+    def _count(self, queue_name: str, result: str) -> None:
+        with self._received_lock:
+            self._received[(queue_name, result)] += 1
+
     def _dead_letter(self, ch: Any, queue_name: str, delivery: Delivery, reason: str) -> None:
-        self.received[(queue_name, "invalid")] += 1
+        self._count(queue_name, "invalid")
         log.warning(
             "dead-lettered",
             extra=fields(queue=queue_name, routing_key=delivery.routing_key, reason=reason),

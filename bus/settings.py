@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     command_ttl: float = Field(default=30.0, gt=0, le=86400)
     worker_retention: float = Field(default=3600.0, gt=0)
 
+    # The monitor's HTTP API and dashboard (port 0: none), and its history database
+    # (empty: none). Outside compose the API listens on this machine only.
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    fireworks_db: str | None = "fireworks.db"
+    history_retention: float = Field(default=7 * 24 * 3600, gt=0)
+    # Where the CLI finds the monitor's API.
+    fireworks_api_url: str = "http://127.0.0.1:8000"
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
@@ -56,7 +65,7 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("worker_id", "rabbitmq_url", mode="before")
+    @field_validator("worker_id", "rabbitmq_url", "fireworks_db", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # Compose passes `${WORKER_ID:-}` as an empty string: that means "not set".

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -21,7 +22,9 @@ from bus.logs import configure, fields
 from bus.settings import Settings, load_settings
 from bus.topology import Topology
 from models.worker_model import WorkerId
+from monitor.api import serving
 from monitor.monitor import MonitorService
+from monitor.store import HistoryStore
 from workers.worker import WorkerService
 
 log = logging.getLogger("fireworks")
@@ -76,7 +79,10 @@ def build(settings: Settings, kind: str) -> tuple[Bus, MonitorService | WorkerSe
         )
         return bus, WorkerService(settings, worker_id, bus)
     bus = Bus(settings.broker_urls(), topology, "fireworks-monitor", settings.rabbitmq_heartbeat)
-    return bus, MonitorService(settings, bus)
+    store = None
+    if settings.fireworks_db is not None:
+        store = HistoryStore(settings.fireworks_db, settings.history_retention)
+    return bus, MonitorService(settings, bus, store)
 
 
 def serve(bus: Bus, service: MonitorService | WorkerService, kind: str) -> int:
@@ -97,7 +103,15 @@ def serve(bus: Bus, service: MonitorService | WorkerService, kind: str) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("starting", extra=fields(component=kind, broker=bus.address()))
-    bus.run(service)
+    with contextlib.ExitStack() as running:
+        if isinstance(service, MonitorService) and service.store is not None:
+            service.store.start()
+            running.callback(service.store.close)
+        if isinstance(service, MonitorService) and service.settings.http_port:
+            running.enter_context(
+                serving(service, service.settings.http_host, service.settings.http_port)
+            )
+        bus.run(service)
     return 0
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 
 from models.worker_model import Frozen, Worker, WorkerId
 
@@ -27,6 +28,44 @@ class WorkerView(Frozen):
     last_seen_at: AwareDatetime
     last_command_latency_ms: float | None
     started_at: AwareDatetime | None
+    # Units of work per second over the last status interval, by the worker's clock.
+    activity_rate: float | None = None
+
+
+class EventKind(StrEnum):
+    REGISTERED = "registered"
+    COMMAND_SENT = "command_sent"
+    ACKNOWLEDGED = "acknowledged"
+    ACTIVATED = "activated"
+    DEACTIVATED = "deactivated"
+    LOST = "lost"
+    OFFLINE = "offline"
+    RECONNECTED = "reconnected"  # back online after being lost or offline
+    FORGOTTEN = "forgotten"  # removed after the retention time
+    EXPIRED = "expired"
+    UNROUTABLE = "unroutable"
+
+
+Detail = str | int | float | bool | None
+
+
+class FleetEvent(Frozen):
+    """Something that happened to the fleet, as the monitor saw it (history, live stream)."""
+
+    at: AwareDatetime
+    kind: EventKind
+    worker_id: WorkerId | Literal["all"] | None = None
+    command_id: UUID | None = None
+    latency_ms: float | None = None
+    detail: dict[str, Detail] = Field(default_factory=dict)
+
+
+class Sample(Frozen):
+    """A worker's activity at one moment (downsampled history)."""
+
+    at: AwareDatetime
+    active: bool
+    activity: int
 
 
 class FleetView(Frozen):

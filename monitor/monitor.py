@@ -1,9 +1,21 @@
-"""The monitor service: hears the fleet, steers it, and logs every action."""
+"""The monitor service: hears the fleet, steers it, logs every action, and tells its
+listeners (history, live stream, metrics) about every change.
+
+The registry is guarded by a lock, held only briefly and never while talking to the
+broker: the API reads and steers from its own thread without waiting on the bus, even
+while the bus waits for a broker that stopped answering. Publishing happens on the bus
+thread only."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+from uuid import UUID
 
 from bus.codec import decode
 from bus.connection import Bus, Delivery
@@ -12,17 +24,33 @@ from bus.logs import fields
 from bus.settings import Settings
 from bus.topology import ECHO_KEY
 from models.messages import ECHO, LIFECYCLE, STATUS, Command, Echo, Registration
-from models.worker_model import WorkerChanges
+from models.monitor_model import Detail, EventKind, FleetEvent, Liveness
+from models.worker_model import WorkerChanges, utc_now
 from monitor.registry import Heard, Registry, Transition
+from monitor.store import HistoryStore
+
+Listener = Callable[[FleetEvent], None]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Issued:
+    command: Command
+    awaiting: list[str]  # whose acknowledgement it waits for
+
 
 log = logging.getLogger("fireworks.monitor")
 
 
 class MonitorService:
-    def __init__(self, settings: Settings, bus: Bus) -> None:
+    def __init__(self, settings: Settings, bus: Bus, store: HistoryStore | None = None) -> None:
         self.settings = settings
         self.bus = bus
         self.topology = bus.topology
+        self.store = store
+        self.lock = threading.RLock()
+        # Called on the bus thread for every event; each must return at once.
+        self.listeners: list[Listener] = [] if store is None else [store.record]
         # Liveness is judged a few times per status interval, and each time the monitor
         # checks that it can hear at all by sending itself an echo.
         sweep_interval = min(1.0, settings.status_interval / 2)
@@ -32,6 +60,8 @@ class MonitorService:
             retention=settings.worker_retention,
             deaf_after=3 * sweep_interval + 1.0,
         )
+        if store is not None:
+            self.registry.restore(*store.desired())
         bus.every(sweep_interval, self.sweep)
         if settings.toggle_interval > 0:
             bus.every(settings.toggle_interval, self.toggle)
@@ -41,12 +71,11 @@ class MonitorService:
     def on_connected(self, bus: Bus) -> None:
         bus.consume("register", self.topology.register_queue, self.on_lifecycle)
         bus.consume("status", self.topology.status_queue, self.on_status)
-        self.registry.grace()
-        pending = self.registry.pending_commands()
-        log.info(
-            "listening",
-            extra=fields(workers=len(self.registry.view().workers), resending=len(pending)),
-        )
+        with self.lock:
+            self.registry.grace()
+            pending = self.registry.pending_commands()
+            workers = len(self.registry.view().workers)
+        log.info("listening", extra=fields(workers=workers, resending=len(pending)))
         for command in pending:
             self._send(command)
 
@@ -58,23 +87,39 @@ class MonitorService:
 
     # -- steering ---------------------------------------------------------------
 
-    def command(self, target: str, active: bool) -> Command:
-        """Activate or deactivate one worker, or the fleet with target 'all'."""
-        command = self.registry.command(target, WorkerChanges(active=active))
-        self._send(command)
-        return command
+    def command(self, target: str, active: bool) -> Issued:
+        """Activate or deactivate one worker, or the fleet with target 'all'. Safe from any
+        thread: the command is pending at once and published by the bus thread."""
+        with self.lock:
+            command = self.registry.command(target, WorkerChanges(active=active))
+            self._desire(command)
+            issued = Issued(command, self.registry.awaiting(command.command_id))
+        self.bus.call_threadsafe(functools.partial(self._send, command))
+        return issued
+
+    def read(self, query: Callable[[Registry], T]) -> T:
+        """Look at the registry from any thread."""
+        with self.lock:
+            return query(self.registry)
 
     def toggle(self) -> None:
-        command = self.registry.toggle()
+        with self.lock:
+            command = self.registry.toggle()
+            self._desire(command)
         log.info("toggling fleet", extra=fields(active=command.changes.active))
         self._send(command)
+
+    def _desire(self, command: Command) -> None:
+        if self.store is not None and command.changes.active is not None:
+            self.store.desire(command.target, command.changes.active)
 
     def sweep(self) -> None:
         if self.bus.connected:
             self.bus.publish(
                 "status", self.topology.status_exchange, ECHO_KEY, Echo(), persistent=False
             )
-        transitions, expired = self.registry.sweep()
+        with self.lock:
+            transitions, expired = self.registry.sweep()
         for transition in transitions:
             self._log_transition(transition)
         for item in expired:
@@ -82,14 +127,19 @@ class MonitorService:
                 "command expired unanswered",
                 extra=fields(command=item.command_id, workers=sorted(item.worker_ids)),
             )
+            for worker_id in sorted(item.worker_ids):
+                self._emit(EventKind.EXPIRED, worker_id, item.command_id)
 
     def _send(self, command: Command) -> None:
+        """Publish a pending command (bus thread, never under the lock)."""
+        with self.lock:
+            awaiting = self.registry.awaiting(command.command_id)
         about = {
             "worker": command.target,
             "command": command.command_id,
             "generation": command.generation,
             **command.changes.fields(),
-            "awaiting": self.registry.awaiting(command.command_id),
+            "awaiting": awaiting,
         }
         try:
             self.bus.publish(
@@ -101,8 +151,10 @@ class MonitorService:
                 expiration=self.settings.command_ttl,
             )
         except Unroutable:
-            self.registry.unroutable(command.command_id)
+            with self.lock:
+                self.registry.unroutable(command.command_id)
             log.warning("command unroutable: no worker queue", extra=fields(**about))
+            self._emit(EventKind.UNROUTABLE, command.target, command.command_id)
         except BusError as error:
             log.warning(
                 "command not sent yet, will re-send after reconnect",
@@ -110,6 +162,13 @@ class MonitorService:
             )
         else:
             log.info("command sent", extra=fields(**about))
+            self._emit(
+                EventKind.COMMAND_SENT,
+                command.target,
+                command.command_id,
+                active=command.changes.active,
+                awaiting=len(awaiting),
+            )
 
     # -- hearing ----------------------------------------------------------------
 
@@ -117,8 +176,16 @@ class MonitorService:
         message = decode(delivery.body, LIFECYCLE, delivery.content_type)
         _check_key(delivery, self.topology.lifecycle_key(message.kind, message.worker_id))
         if isinstance(message, Registration):
-            heard = self.registry.register(message)
+            with self.lock:
+                heard = self.registry.register(message)
             state = message.state
+            self._emit(
+                EventKind.REGISTERED,
+                message.worker_id,
+                active=state.active,
+                activity=state.activity,
+                restarted=heard.restarted,
+            )
             log.info(
                 "restarted" if heard.restarted else "registered",
                 extra=fields(
@@ -131,14 +198,17 @@ class MonitorService:
             self._after(heard)
         else:
             log.info("said goodbye", extra=fields(worker=message.worker_id))
-            transition = self.registry.goodbye(message)
+            with self.lock:
+                transition = self.registry.goodbye(message)
             if transition is not None:
                 self._log_transition(transition)
 
     def on_status(self, delivery: Delivery) -> None:
         if delivery.routing_key == ECHO_KEY:
             decode(delivery.body, ECHO, delivery.content_type)
-            if self.registry.echo():
+            with self.lock:
+                was_deaf = self.registry.echo()
+            if was_deaf:
                 log.info("hearing the fleet again; online workers get a fresh grace period")
             return
         message = decode(delivery.body, STATUS, delivery.content_type)
@@ -152,7 +222,13 @@ class MonitorService:
                 activity=message.state.activity,
             ),
         )
-        self._after(self.registry.status(message))
+        with self.lock:
+            heard = self.registry.status(message)
+        if self.store is not None:
+            self.store.sample(
+                message.worker_id, utc_now(), message.state.active, message.state.activity
+            )
+        self._after(heard)
 
     def _after(self, heard: Heard) -> None:
         if heard.transition is not None:
@@ -160,6 +236,14 @@ class MonitorService:
         if heard.ack is not None:
             ack = heard.ack
             latency = None if ack.latency is None else round(ack.latency * 1000, 2)
+            self._emit(
+                EventKind.ACKNOWLEDGED,
+                ack.worker_id,
+                ack.command_id,
+                latency,
+                outcome=ack.outcome.value,
+                diff=", ".join(f"{k}: {v}" for k, v in ack.diff.items()),
+            )
             log.info(
                 "acknowledged",
                 extra=fields(
@@ -172,16 +256,53 @@ class MonitorService:
             )
         for name, change in heard.changed.items():
             log.info(f"observed {name}: {change}", extra=fields(worker=heard.worker_id))
+            if name == "active":
+                kind = EventKind.ACTIVATED if change.new else EventKind.DEACTIVATED
+                self._emit(kind, heard.worker_id)
         if heard.reconcile is not None:
             log.info("reconciling to desired state", extra=fields(worker=heard.reconcile.target))
             self._send(heard.reconcile)
 
-    @staticmethod
-    def _log_transition(transition: Transition) -> None:
+    def _log_transition(self, transition: Transition) -> None:
         old = transition.old or "new"
         new = transition.new or "forgotten"
         level = logging.WARNING if new == "lost" else logging.INFO
         log.log(level, f"liveness {old} -> {new}", extra=fields(worker=transition.worker_id))
+        if transition.new is None:
+            kind: EventKind | None = EventKind.FORGOTTEN
+        else:
+            kind = _TRANSITION_EVENTS.get((transition.old, transition.new))
+        if kind is not None:
+            self._emit(kind, transition.worker_id, old=transition.old)
+
+    def _emit(
+        self,
+        kind: EventKind,
+        worker_id: str | None,
+        command_id: UUID | None = None,
+        latency_ms: float | None = None,
+        **detail: Detail,
+    ) -> None:
+        event = FleetEvent(
+            at=utc_now(),
+            kind=kind,
+            worker_id=worker_id,
+            command_id=command_id,
+            latency_ms=latency_ms,
+            detail=detail,
+        )
+        for listener in self.listeners:
+            listener(event)
+
+
+# Which liveness transitions are events of their own (a new worker's is REGISTERED).
+_TRANSITION_EVENTS: dict[tuple[Liveness | None, Liveness], EventKind] = {
+    (Liveness.ONLINE, Liveness.LOST): EventKind.LOST,
+    (Liveness.ONLINE, Liveness.OFFLINE): EventKind.OFFLINE,
+    (Liveness.LOST, Liveness.OFFLINE): EventKind.OFFLINE,
+    (Liveness.LOST, Liveness.ONLINE): EventKind.RECONNECTED,
+    (Liveness.OFFLINE, Liveness.ONLINE): EventKind.RECONNECTED,
+}
 
 
 def _check_key(delivery: Delivery, expected: str) -> None:

@@ -73,6 +73,7 @@ class _Record:
     started_at: datetime | None = None
     pending: UUID | None = None
     latency: float | None = None
+    rate: float | None = None
 
     def view(self) -> WorkerView:
         return WorkerView(
@@ -85,6 +86,7 @@ class _Record:
             last_seen_at=self.last_seen_at,
             last_command_latency_ms=None if self.latency is None else self.latency * 1000,
             started_at=self.started_at,
+            activity_rate=self.rate,
         )
 
 
@@ -101,6 +103,14 @@ class Registry:
     _pending: dict[UUID, _Pending] = field(default_factory=dict)
     _generation: int = 0
     _last_echo: float | None = None
+    # Desired states restored from history, for workers not heard from yet.
+    _remembered: dict[str, bool] = field(default_factory=dict)
+
+    def restore(self, fleet_desired: bool | None, desired: dict[str, bool]) -> None:
+        """Desired state kept from before a monitor restart; workers are steered back
+        to it when they are heard from (see _reconcile)."""
+        self.fleet_desired = fleet_desired
+        self._remembered = dict(desired)
 
     # -- hearing from workers ------------------------------------------------------
 
@@ -236,7 +246,8 @@ class Registry:
         now, wall = self.clock(), self.wall()
         record = self._records.get(worker_id)
         if record is None:
-            record = _Record(worker_id, status_interval, now, wall, desired=self.fleet_desired)
+            desired = self._remembered.pop(worker_id, self.fleet_desired)
+            record = _Record(worker_id, status_interval, now, wall, desired=desired)
             self._records[worker_id] = record
             transition: Transition | None = Transition(worker_id, None, Liveness.ONLINE)
         else:
@@ -249,6 +260,10 @@ class Registry:
         """Take the worker's reported state; returns how its active flag changed."""
         before = record.observed
         record.observed = state
+        if before is not None:
+            elapsed = (state.timestamp - before.timestamp).total_seconds()
+            if elapsed > 0 and state.activity >= before.activity:  # same process, later
+                record.rate = (state.activity - before.activity) / elapsed
         if record.desired is None:
             record.desired = state.active  # nothing asked yet: what it does is what we want
         # Generations must keep rising across monitor restarts.

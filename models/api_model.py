@@ -1,0 +1,45 @@
+"""What the monitor's HTTP API answers, shared with the CLI that reads it."""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from models.messages import Outcome
+from models.monitor_model import FleetEvent, Sample, WorkerView
+from models.worker_model import Frozen
+
+
+class CommandReceipt(Frozen):
+    command_id: UUID
+    target: str
+    active: bool
+    # Workers whose acknowledgement is awaited; empty when no queue took the command.
+    awaiting: list[str]
+
+
+class AckReport(Frozen):
+    worker_id: str
+    outcome: Outcome | Literal["expired", "unroutable"]
+    latency_ms: float | None
+
+
+class CommandResult(CommandReceipt):
+    acks: list[AckReport]
+    complete: bool  # every awaited worker answered (or the command failed for it)
+
+
+class Commands(Frozen):
+    commands: list[CommandResult]
+
+
+class WorkerHistory(Frozen):
+    worker: WorkerView | None  # None: no longer in the monitor's view
+    samples: list[Sample]
+    events: list[FleetEvent]
+
+
+class Health(Frozen):
+    healthy: bool
+    broker_connected: bool
+    database_writable: bool | None  # None: history is off

@@ -1,0 +1,281 @@
+"""The monitor's HTTP API (FastAPI). It runs on uvicorn's thread; everything that
+touches the fleet runs on the bus thread, handed over with `call_threadsafe`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from enum import StrEnum
+from typing import Annotated, TypeVar
+from uuid import UUID
+
+import uvicorn
+from fastapi import FastAPI, HTTPException, Path, Query, Response
+from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
+
+from bus.errors import SettingsError
+from bus.logs import fields
+from models.api_model import AckReport, CommandResult, Commands, Health, WorkerHistory
+from models.messages import Outcome
+from models.monitor_model import EventKind, FleetEvent, WorkerView
+from models.worker_model import FLEET
+from monitor.metrics import Metrics
+from monitor.monitor import MonitorService
+from monitor.registry import Registry, UnknownWorker
+
+log = logging.getLogger("fireworks.api")
+T = TypeVar("T")
+# A live client that falls this far behind is dropped rather than slowing anyone.
+STREAM_BACKLOG = 1000
+KEEPALIVE = 15.0
+
+
+WaitQuery = Annotated[bool, Query(description="answer once every worker acknowledged")]
+TimeoutQuery = Annotated[float, Query(gt=0, le=300, description="seconds to wait")]
+Since = Annotated[AwareDatetime | None, Query(description="from (ISO 8601 with zone)")]
+Until = Annotated[AwareDatetime | None, Query(description="to (ISO 8601 with zone)")]
+Limit = Annotated[int, Query(gt=0, le=10_000)]
+
+
+class Action(StrEnum):
+    ACTIVATE = "activate"
+    DEACTIVATE = "deactivate"
+
+
+class EventHub:
+    """Fans events out from the bus thread to the API's live clients (on its loop)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queues: set[asyncio.Queue[FleetEvent | None]] = set()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def publish(self, event: FleetEvent) -> None:
+        """Called on the bus thread: never waits."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._deliver, event)
+
+    def _deliver(self, event: FleetEvent) -> None:
+        for queue in list(self._queues):
+            if queue.qsize() >= STREAM_BACKLOG - 1:
+                self._queues.discard(queue)
+                queue.put_nowait(None)  # tells the client it was dropped
+            else:
+                queue.put_nowait(event)
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[asyncio.Queue[FleetEvent | None]]:
+        queue: asyncio.Queue[FleetEvent | None] = asyncio.Queue(STREAM_BACKLOG)
+        self._queues.add(queue)
+        try:
+            yield queue
+        finally:
+            self._queues.discard(queue)
+
+
+def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> FastAPI:
+    bus, store = service.bus, service.store
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub.bind(asyncio.get_running_loop())
+        yield
+
+    app = FastAPI(
+        title="Fireworks monitor",
+        description="Steer and watch a fleet of workers over RabbitMQ.",
+        lifespan=lifespan,
+    )
+
+    def worker_view(worker_id: str) -> WorkerView:
+        try:
+            return service.read(lambda registry: registry.worker(worker_id))
+        except UnknownWorker:
+            raise HTTPException(404, f"no worker {worker_id!r}") from None
+
+    async def steer(target: str, action: Action, wait: bool, timeout: float) -> Response:
+        active = action is Action.ACTIVATE
+        with hub.subscribe() as events:  # before the command: no answer can be missed
+            try:
+                issued = service.command(target, active)
+            except UnknownWorker:
+                raise HTTPException(404, f"no worker {target!r}") from None
+            command_id, awaiting = issued.command.command_id, issued.awaiting
+            acks: dict[str, AckReport] = {}
+            if wait:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        while len(acks) < len(awaiting):
+                            event = await events.get()
+                            if event is None:
+                                break
+                            report = _answer(event, command_id, awaiting)
+                            if report is not None:
+                                acks.setdefault(report.worker_id, report)
+        result = CommandResult(
+            command_id=command_id,
+            target=target,
+            active=active,
+            awaiting=awaiting,
+            acks=sorted(acks.values(), key=lambda a: a.worker_id),
+            complete=len(acks) == len(awaiting),
+        )
+        status = 202 if not wait else 200 if result.complete else 504
+        body = Commands(commands=[result]).model_dump_json()
+        return Response(body, status_code=status, media_type="application/json")
+
+    @app.get("/api/workers", response_model=list[WorkerView])
+    async def list_workers() -> list[WorkerView]:
+        return service.read(Registry.view).workers
+
+    @app.get("/api/workers/{worker_id}", response_model=WorkerView)
+    async def get_worker(worker_id: str) -> WorkerView:
+        return worker_view(worker_id)
+
+    @app.post(
+        "/api/workers/{worker_id}/{action}",
+        response_model=Commands,
+        status_code=202,
+        responses={200: {"model": Commands}, 404: {}, 504: {"model": Commands}},
+    )
+    async def steer_worker(
+        worker_id: str, action: Action, wait: WaitQuery = False, timeout: TimeoutQuery = 10.0
+    ) -> Response:
+        return await steer(worker_id, action, wait, timeout)
+
+    @app.post(
+        "/api/fleet/{action}",
+        response_model=Commands,
+        status_code=202,
+        responses={200: {"model": Commands}, 504: {"model": Commands}},
+    )
+    async def steer_fleet(
+        action: Action, wait: WaitQuery = False, timeout: TimeoutQuery = 10.0
+    ) -> Response:
+        return await steer(FLEET, action, wait, timeout)
+
+    @app.get("/api/workers/{worker_id}/history", response_model=WorkerHistory)
+    async def worker_history(
+        worker_id: Annotated[str, Path()],
+        since: Since = None,
+        until: Until = None,
+        limit: Limit = 1000,
+    ) -> WorkerHistory:
+        if store is None:
+            raise HTTPException(404, "history is off (FIREWORKS_DB is empty)")
+        try:
+            current: WorkerView | None = worker_view(worker_id)
+        except HTTPException:
+            if not await asyncio.to_thread(store.known, worker_id):
+                raise
+            current = None
+        samples = await asyncio.to_thread(store.samples, worker_id, since, until, limit)
+        events = await asyncio.to_thread(store.events, since, until, worker_id, limit)
+        return WorkerHistory(worker=current, samples=samples, events=events)
+
+    @app.get("/api/events", response_model=list[FleetEvent])
+    async def events(
+        since: Since = None, until: Until = None, worker: str | None = None, limit: Limit = 1000
+    ) -> list[FleetEvent]:
+        if store is None:
+            raise HTTPException(404, "history is off (FIREWORKS_DB is empty)")
+        return await asyncio.to_thread(store.events, since, until, worker, limit)
+
+    @app.get("/api/stream")
+    async def stream() -> StreamingResponse:
+        """Server-Sent Events: the fleet now (`fleet`), then every change as it happens."""
+
+        async def feed() -> AsyncIterator[str]:
+            with hub.subscribe() as queue:
+                view = service.read(Registry.view)
+                yield f"event: fleet\ndata: {view.model_dump_json()}\n\n"
+                while True:
+                    try:
+                        event = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                    except TimeoutError:
+                        yield ": keepalive\n\n"
+                        continue
+                    if event is None:
+                        yield "event: dropped\ndata: {}\n\n"
+                        return
+                    yield f"event: {event.kind.value}\ndata: {event.model_dump_json()}\n\n"
+
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(feed(), media_type="text/event-stream", headers=headers)
+
+    @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+    async def healthz() -> Response:
+        writable = None if store is None else store.writable()
+        health = Health(
+            healthy=bus.connected and writable is not False,
+            broker_connected=bus.connected,
+            database_writable=writable,
+        )
+        return Response(
+            health.model_dump_json(),
+            status_code=200 if health.healthy else 503,
+            media_type="application/json",
+        )
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        body, content_type = metrics.render(metrics.snapshot(service))
+        return Response(body, media_type=content_type)
+
+    return app
+
+
+def _answer(event: FleetEvent, command_id: UUID, awaiting: list[str]) -> AckReport | None:
+    """The answer `event` gives to the command, if it is one from an awaited worker."""
+    if event.command_id != command_id or event.worker_id not in awaiting:
+        return None
+    if event.kind is EventKind.ACKNOWLEDGED:
+        outcome = Outcome(str(event.detail["outcome"]))
+        return AckReport(worker_id=event.worker_id, outcome=outcome, latency_ms=event.latency_ms)
+    if event.kind in (EventKind.EXPIRED, EventKind.UNROUTABLE):
+        return AckReport(worker_id=event.worker_id, outcome=event.kind.value, latency_ms=None)
+    return None
+
+
+class ApiServer:
+    """uvicorn serving the API on a thread of its own (it installs no signal handlers
+    off the main thread; the process's own handlers stay in charge)."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self.address = f"http://{host}:{port}"
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise SettingsError(f"cannot serve HTTP on {self.address} (HTTP_HOST/HTTP_PORT)")
+            time.sleep(0.05)  # uvicorn offers no event to wait on
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def serving(service: MonitorService, host: str, port: int) -> Iterator[ApiServer]:
+    """The API, for as long as the monitor runs."""
+    metrics, hub = Metrics(), EventHub()
+    service.listeners += [metrics.observe, hub.publish]
+    server = ApiServer(create_app(service, metrics, hub), host, port)
+    server.start()
+    log.info("serving HTTP", extra=fields(address=server.address))
+    try:
+        yield server
+    finally:
+        server.stop()

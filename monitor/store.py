@@ -1,0 +1,292 @@
+"""The fleet's history in SQLite: workers, events, downsampled activity, desired state.
+
+Writes never happen on the bus thread: it only appends to an in-memory batch, and a
+writer thread of the store's own commits the batch once per flush interval. A slow or
+failing database delays history, never the control loop; failures are logged and the
+batch is kept (bounded) for the next attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bus.logs import fields
+from models.monitor_model import Detail, EventKind, FleetEvent, Sample
+from models.worker_model import FLEET, utc_now
+
+log = logging.getLogger("fireworks.store")
+
+# Work items waiting for the writer beyond this are dropped, oldest first (and counted).
+MAX_BACKLOG = 100_000
+
+# Each migration takes the schema from version N to N+1; never edit a released one.
+MIGRATIONS = [
+    """
+    CREATE TABLE workers (
+        worker_id TEXT PRIMARY KEY,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        worker_id TEXT,
+        command_id TEXT,
+        latency_ms REAL,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_at ON events (at);
+    CREATE INDEX events_worker_at ON events (worker_id, at);
+    CREATE TABLE samples (
+        worker_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        activity INTEGER NOT NULL
+    );
+    CREATE INDEX samples_worker_at ON samples (worker_id, at);
+    CREATE TABLE desired (
+        target TEXT PRIMARY KEY,  -- a worker id, or 'all' for the fleet
+        active INTEGER NOT NULL
+    );
+    """,
+]
+
+Write = Callable[[sqlite3.Connection], None]
+
+
+def _iso(moment: datetime) -> str:
+    # One zone and one format, so that text order is time order.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def connect(path: str) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, timeout=5, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
+def migrate(connection: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns its version."""
+    version: int = connection.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        with connection:
+            connection.executescript(script)
+            connection.execute(f"PRAGMA user_version = {number}")
+        log.info("database migrated", extra=fields(version=number))
+    return len(MIGRATIONS)
+
+
+class HistoryStore:
+    def __init__(
+        self,
+        path: str,
+        retention: float,
+        sample_every: float = 5.0,
+        flush_interval: float = 1.0,
+    ) -> None:
+        self.path = path
+        self.retention = timedelta(seconds=retention)
+        self.sample_every = timedelta(seconds=sample_every)
+        self.flush_interval = flush_interval
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = connect(path)
+        migrate(self._writer)
+        self._reader = connect(path)
+        self._reader_lock = threading.Lock()
+        self._batch: deque[Write] = deque()
+        self._batch_lock = threading.Lock()
+        self._last_sample: dict[str, datetime] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
+        self.dropped = 0
+        self.last_flush_ok: datetime | None = None
+        self.failing = False
+
+    # -- called on the bus thread: cheap, never blocks on the database -------------
+
+    def record(self, event: FleetEvent) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO events (at, kind, worker_id, command_id, latency_ms, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    _iso(event.at),
+                    event.kind.value,
+                    event.worker_id,
+                    None if event.command_id is None else str(event.command_id),
+                    event.latency_ms,
+                    json.dumps(event.detail),
+                ),
+            )
+            if event.worker_id not in (None, FLEET):
+                self._seen(db, event.worker_id, event.at)
+
+        self._enqueue(write)
+
+    def sample(self, worker_id: str, at: datetime, active: bool, activity: int) -> None:
+        """Keep a worker's activity, at most once per `sample_every`."""
+        last = self._last_sample.get(worker_id)
+        if last is not None and at - last < self.sample_every:
+            return
+        self._last_sample[worker_id] = at
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO samples (worker_id, at, active, activity) VALUES (?, ?, ?, ?)",
+                (worker_id, _iso(at), int(active), activity),
+            )
+            self._seen(db, worker_id, at)
+
+        self._enqueue(write)
+
+    def desire(self, target: str, active: bool) -> None:
+        """Persist a desired state; for the fleet it replaces every worker's own."""
+
+        def write(db: sqlite3.Connection) -> None:
+            if target == FLEET:
+                db.execute("DELETE FROM desired")
+            db.execute(
+                "INSERT INTO desired (target, active) VALUES (?, ?) "
+                "ON CONFLICT (target) DO UPDATE SET active = excluded.active",
+                (target, int(active)),
+            )
+
+        self._enqueue(write)
+
+    # -- reads (any thread) ------------------------------------------------------
+
+    def desired(self) -> tuple[bool | None, dict[str, bool]]:
+        """(the fleet's desired state, each worker's own) as last persisted."""
+        rows = self._read("SELECT target, active FROM desired", ())
+        wanted = {str(target): bool(active) for target, active in rows}
+        return wanted.pop(FLEET, None), wanted
+
+    def events(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        worker_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[FleetEvent]:
+        query = "SELECT at, kind, worker_id, command_id, latency_ms, detail FROM events WHERE 1=1"
+        args: list[Any] = []
+        if since is not None:
+            query, args = query + " AND at >= ?", [*args, _iso(since)]
+        if until is not None:
+            query, args = query + " AND at <= ?", [*args, _iso(until)]
+        if worker_id is not None:
+            query, args = query + " AND worker_id IN (?, ?)", [*args, worker_id, FLEET]
+        rows = self._read(query + " ORDER BY id DESC LIMIT ?", (*args, limit))
+        return [
+            FleetEvent(
+                at=at,
+                kind=EventKind(kind),
+                worker_id=worker,
+                command_id=command,
+                latency_ms=latency,
+                detail=_detail(detail),
+            )
+            for at, kind, worker, command, latency, detail in reversed(rows)
+        ]
+
+    def samples(
+        self,
+        worker_id: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 5000,
+    ) -> list[Sample]:
+        rows = self._read(
+            "SELECT at, active, activity FROM samples WHERE worker_id = ? AND at >= ? "
+            "AND at <= ? ORDER BY at DESC LIMIT ?",
+            (worker_id, _iso(since) if since else "", _iso(until) if until else "~", limit),
+        )
+        return [Sample(at=at, active=bool(a), activity=n) for at, a, n in reversed(rows)]
+
+    def known(self, worker_id: str) -> bool:
+        return bool(self._read("SELECT 1 FROM workers WHERE worker_id = ?", (worker_id,)))
+
+    def writable(self) -> bool:
+        return not self.failing and self._thread.is_alive()
+
+    # -- the writer ----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._flush()
+        self._writer.close()
+        self._reader.close()
+
+    def _run(self) -> None:
+        flushes = 0
+        while not self._stop.wait(self.flush_interval):
+            self._flush()
+            flushes += 1
+            if flushes % 600 == 1:  # now and then: drop what is past retention
+                self._enqueue(self._prune)
+
+    def _flush(self) -> None:
+        with self._batch_lock:
+            batch = list(self._batch)
+        if not batch:
+            return
+        try:
+            with self._writer:  # one transaction for the whole batch
+                for write in batch:
+                    write(self._writer)
+        except sqlite3.Error as error:
+            if not self.failing:
+                log.error("history not written; will retry", extra=fields(reason=str(error)))
+            self.failing = True
+            return
+        with self._batch_lock:
+            for _ in batch:
+                self._batch.popleft()
+        if self.failing:
+            log.info("history written again", extra=fields(items=len(batch)))
+        self.failing = False
+        self.last_flush_ok = utc_now()
+
+    def _prune(self, db: sqlite3.Connection) -> None:
+        cutoff = _iso(utc_now() - self.retention)
+        db.execute("DELETE FROM events WHERE at < ?", (cutoff,))
+        db.execute("DELETE FROM samples WHERE at < ?", (cutoff,))
+        db.execute("DELETE FROM workers WHERE last_seen < ?", (cutoff,))
+
+    def _enqueue(self, write: Write) -> None:
+        with self._batch_lock:
+            if len(self._batch) >= MAX_BACKLOG:
+                self._batch.popleft()
+                self.dropped += 1
+            self._batch.append(write)
+
+    @staticmethod
+    def _seen(db: sqlite3.Connection, worker_id: str, at: datetime) -> None:
+        db.execute(
+            "INSERT INTO workers (worker_id, first_seen, last_seen) VALUES (?, ?, ?) "
+            "ON CONFLICT (worker_id) DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)",
+            (worker_id, _iso(at), _iso(at)),
+        )
+
+    def _read(self, query: str, args: tuple[Any, ...] | list[Any]) -> list[Any]:
+        with self._reader_lock:
+            return self._reader.execute(query, args).fetchall()
+
+
+def _detail(text: str) -> dict[str, Detail]:
+    loaded: dict[str, Detail] = json.loads(text)
+    return loaded
