@@ -3,7 +3,6 @@ watches (and pokes) the real broker. Waits are bounded polls on conditions."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
@@ -12,19 +11,21 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from pathlib import Path
 from typing import IO, Any, Literal, TypeVar
 
+import httpx
 import pika
 from pydantic import ValidationError
 
 from bus.connection import Bus
+from bus.local_broker import free_port
 from bus.settings import Settings
 from bus.topology import ECHO_KEY, Topology
 from models.messages import LIFECYCLE, STATUS, Ack, Command, Goodbye, Registration, Status
 from models.monitor_model import FleetView, WorkerView
 from monitor.monitor import MonitorService
+from monitor.registry import Registry
 
 T = TypeVar("T")
 # Fast cadences keep the suite quick; every bound below is derived from them.
@@ -71,21 +72,8 @@ class MonitorThread:
         self._thread.start()
         wait_for(lambda: self.bus.connected, 15, "the monitor to connect")
 
-    def call(self, job: Callable[[], T]) -> T:
-        """Run `job` on the bus thread (the only one that may touch it) and return its result."""
-        future: Future[T] = Future()
-
-        def run() -> None:
-            try:
-                future.set_result(job())
-            except Exception as error:
-                future.set_exception(error)
-
-        self.bus.call_threadsafe(run)
-        return future.result(timeout=10)
-
     def view(self) -> FleetView:
-        return self.call(self.service.registry.view)
+        return self.service.read(Registry.view)
 
     def worker(self, worker_id: str) -> WorkerView | None:
         return next((w for w in self.view().workers if w.worker_id == worker_id), None)
@@ -100,7 +88,7 @@ class MonitorThread:
         return None if view is None else view.liveness
 
     def command(self, target: str, active: bool) -> Command:
-        return self.call(lambda: self.service.command(target, active))
+        return self.service.command(target, active).command
 
     def stop(self) -> None:
         self.bus.stop()
@@ -267,15 +255,13 @@ class JsonLines:
         return "".join(self.text)
 
 
-DRIVER = Path(__file__).with_name("monitor_driver.py")
-
-
 class MonitorProcess:
-    """The real monitor as a child process (tests/monitor_driver.py), steered over stdin."""
+    """`fireworks monitor` as a real child process, steered through its HTTP API."""
 
     def __init__(self, settings: Settings, workdir: Path, **env: str) -> None:
         url = settings.rabbitmq_url
         assert url is not None
+        self.api = f"http://127.0.0.1:{free_port()}"
         child_env = {
             **os.environ,
             "RABBITMQ_URL": url.get_secret_value(),
@@ -283,45 +269,46 @@ class MonitorProcess:
             "STATUS_INTERVAL": str(settings.status_interval),
             "RABBITMQ_HEARTBEAT": str(settings.rabbitmq_heartbeat),
             "COMMAND_TTL": str(settings.command_ttl),
+            "HTTP_PORT": self.api.rsplit(":", 1)[1],
+            "FIREWORKS_DB": str(workdir / "history.db"),
+            "LOG_FORMAT": "json",
             "LOG_LEVEL": "DEBUG",  # every status received is logged, with seq and activity
             **env,
         }
         self.process = subprocess.Popen(
-            [sys.executable, str(DRIVER)],
+            [sys.executable, "-m", "fireworks", "monitor"],
             env=child_env,
             cwd=workdir,
             text=True,
-            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
         assert self.process.stdout is not None
         self.log = JsonLines(self.process.stdout)
-        self._ids = itertools.count(1)
+        wait_for(self._serving, 20, "the monitor's API")
 
-    def request(self, op: str, timeout: float = 15, **args: Any) -> dict[str, Any]:
-        number = next(self._ids)
-        assert self.process.stdin is not None
+    def _serving(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"the monitor exited: {''.join(self.log.text)[-3000:]}")
-        self.process.stdin.write(json.dumps({"id": number, "op": op, **args}) + "\n")
-        self.process.stdin.flush()
+        return bool(self.log.messages("serving HTTP"))
 
-        def answered() -> dict[str, Any] | None:
-            return next((e for e in list(self.log.entries) if e.get("reply") == number), None)
+    def get(self, path: str) -> Any:
+        return httpx.get(self.api + path, timeout=10).raise_for_status().json()
 
-        reply = wait_for(answered, timeout, f"the monitor's answer to {op}")
-        assert "error" not in reply, reply["error"]
-        return reply
+    def post(self, path: str) -> Any:
+        return httpx.post(self.api + path, timeout=10).raise_for_status().json()
 
     def view(self) -> FleetView:
-        return FleetView.model_validate(self.request("view")["view"])
+        return FleetView(fleet_desired_active=None, workers=self.get("/api/workers"))
 
     def command(self, target: str, active: bool) -> str:
-        return str(self.request("command", target=target, active=active)["command"])
+        action = "activate" if active else "deactivate"
+        path = "/api/fleet/" if target == "all" else f"/api/workers/{target}/"
+        return str(self.post(path + action)["commands"][0]["command_id"])
 
-    def pending(self) -> list[str]:
-        return list(self.request("pending")["pending"])
+    def settled(self) -> bool:
+        """No worker has a command awaiting its answer."""
+        return all(worker.pending_command is None for worker in self.view().workers)
 
     def kill(self) -> None:
         self.process.kill()

@@ -121,7 +121,7 @@ class Scenario:
         for worker_id, worker in self.workers.items():
             assert worker.process.poll() is None, f"worker {worker_id} exited"
         assert self.monitor.process.poll() is None, "the monitor exited"
-        wait_for(lambda: not self.monitor.pending(), COMMAND_TTL + 10, "no pending commands")
+        wait_for(self.monitor.settled, COMMAND_TTL + 10, "no pending commands")
         activity_only_rose(self.monitors)
         totals = [command_accounting(m.log) for m in self.monitors if m.process.poll() is None]
         commands, acked, expired, unroutable = (sum(t[i] for t in totals) for i in range(4))

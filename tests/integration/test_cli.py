@@ -70,6 +70,7 @@ def test_up_with_local_broker_runs_the_fleet_and_stops_cleanly_on_ctrl_c(tmp_pat
         tmp_path,
         TOGGLE_INTERVAL="1",
         STATUS_INTERVAL="0.5",
+        HTTP_PORT=str(free_port()),
     )
     assert process.stdout is not None
     log = JsonLines(process.stdout)

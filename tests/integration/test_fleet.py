@@ -194,7 +194,7 @@ def test_malformed_messages_are_dead_lettered_and_work_goes_on(fleet: Fleet) -> 
     expected = [topology.register_queue, topology.status_queue, topology.worker_queue("w1")]
     assert queues == sorted(expected)
     assert all(headers["x-fireworks-reason"] for _, headers in letters)
-    received = monitor.call(lambda: dict(monitor.bus.received))
+    received = monitor.bus.counts()
     assert received[(topology.register_queue, "invalid")] == 1
     assert received[(topology.status_queue, "invalid")] == 1
     assert "dead-lettered" in fleet.workers["w1"].log()
