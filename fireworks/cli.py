@@ -1,4 +1,5 @@
-"""`fireworks monitor | worker | up`: the entry points the containers and people run."""
+"""`fireworks monitor | worker | up` run the system; `status | activate | deactivate |
+watch | history` steer and watch it through the monitor's API."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from bus.local_broker import LocalBroker
 from bus.logs import configure, fields
 from bus.settings import Settings, load_settings
 from bus.topology import Topology
+from fireworks import control
+from fireworks.control import ApiError, MonitorClient
 from models.worker_model import WorkerId
 from monitor.api import serving
 from monitor.monitor import MonitorService
@@ -46,18 +49,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="start a private RabbitMQ node from a local rabbitmq-server first",
     )
+    commands.add_parser("status", help="the fleet as the monitor sees it")
+    for name, verb in (("activate", "activate"), ("deactivate", "deactivate")):
+        steer = commands.add_parser(name, help=f"{verb} workers and wait for their answers")
+        which = steer.add_mutually_exclusive_group(required=True)
+        which.add_argument("worker_ids", nargs="*", default=[], metavar="ID")
+        which.add_argument("--all", action="store_true", help="the whole fleet")
+    commands.add_parser("watch", help="the fleet, then every change as it happens")
+    past = commands.add_parser("history", help="a worker's activity and events")
+    past.add_argument("worker_id", metavar="ID")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
+        if args.command in ("monitor", "worker"):
+            return run_service(settings, args.command)
         if args.command == "up":
             return run_up(settings, args.workers, args.local_broker)
-        return run_service(settings, args.command)
+        return run_control(settings, args)
+    except ApiError as error:
+        print(f"fireworks: {error}", file=sys.stderr)
+        return 1
     except SettingsError as error:
         print(f"fireworks: {error}", file=sys.stderr)
         return 2
     except BusError as error:
         print(f"fireworks: {error}", file=sys.stderr)
         return 1
+
+
+def run_control(settings: Settings, args: argparse.Namespace) -> int:
+    client = MonitorClient(settings.fireworks_api_url)
+    out = sys.stdout
+    if args.command == "status":
+        return control.status(client, out)
+    if args.command in ("activate", "deactivate"):
+        targets = ["all"] if args.all else list(args.worker_ids)
+        return control.steer(client, targets, args.command == "activate", out)
+    if args.command == "watch":
+        return control.watch(client, out)
+    return control.history(client, args.worker_id, out)
 
 
 def run_service(settings: Settings, kind: str) -> int:
