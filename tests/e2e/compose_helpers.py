@@ -12,7 +12,8 @@ Where things come from, first match wins:
   else the compose file's defaults (the public images).
 
 Without any of them the stack is unavailable: tests skip locally and fail when
-`CI` is set (see `require_compose`).
+`CI` is set (see `require_compose`). Tests that look inside the containers (state,
+health, each container's own log) also need the `docker` CLI (`require_docker_cli`).
 """
 
 from __future__ import annotations
@@ -26,13 +27,16 @@ import subprocess
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+# What `env_file: .env` hands every container of the stack.
+DOTENV_FILE = REPO_ROOT / ".env"
 SHARED_TOOLS = REPO_ROOT.parent / "shared" / "tools"
 DOCKER_ENGINE_TOOL = SHARED_TOOLS / "docker-engine"
 OFFLINE_IMAGES_TOOL = SHARED_TOOLS / "offline-images"
@@ -45,6 +49,7 @@ PROBE_TIMEOUT = 30.0
 UP_TIMEOUT = 420.0
 DOWN_TIMEOUT = 120.0
 LOGS_TIMEOUT = 60.0
+DOCKER_TIMEOUT = 60.0
 
 IMAGE_VARIABLES = ("PYTHON_IMAGE", "RABBITMQ_IMAGE")
 
@@ -62,7 +67,16 @@ def require_compose() -> Compose:
     try:
         return find_compose()
     except ComposeUnavailable as error:
-        reason = f"compose stack unavailable: {error}"
+        _unavailable(f"compose stack unavailable: {error}")
+
+
+def require_docker_cli() -> None:
+    """The `docker` CLI (container state and logs by id), or skip / fail (with CI set)."""
+    if shutil.which("docker") is None:
+        _unavailable("the docker CLI is not on PATH (needed to inspect the containers)")
+
+
+def _unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason)
@@ -193,6 +207,10 @@ class Project:
     def up(self, *args: str, timeout: float = UP_TIMEOUT) -> None:
         self.run("up", *args, timeout=timeout)
 
+    def container_ids(self, service: str) -> list[str]:
+        """Full ids of the service's containers, running or not."""
+        return self.run("ps", "-a", "-q", service, timeout=PROBE_TIMEOUT).stdout.split()
+
     def logs(self, *services: str, tail: int | None = None) -> str:
         extra = [] if tail is None else [f"--tail={tail}"]
         return self.run("logs", "--no-color", *extra, *services, timeout=LOGS_TIMEOUT).stdout
@@ -246,3 +264,110 @@ def json_log_records(logs: str) -> Iterator[dict[str, Any]]:
             continue
         if isinstance(record, dict):
             yield record
+
+
+def dotenv_values(path: Path = DOTENV_FILE) -> dict[str, str]:
+    """The KEY=VALUE lines of a .env file (comments and blank lines skipped)."""
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        name, sep, value = text.partition("=")
+        if sep:
+            values[name.strip()] = value.strip()
+    return values
+
+
+def record_time(record: Mapping[str, Any]) -> datetime | None:
+    """A JSON log record's "time" ("YYYY-mm-dd HH:MM:SS,mmm", the container's clock in
+    UTC, as the images have no other zone) as an aware datetime; None if absent."""
+    value = record.get("time")
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+# -- the docker CLI: containers by id ------------------------------------------------
+
+
+def docker(
+    *args: str, timeout: float = DOCKER_TIMEOUT, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    command = ["docker", *args]
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as error:
+        raise ComposeError(f"`{shlex.join(command)}` timed out after {timeout:.0f} s") from error
+    except OSError as error:
+        raise ComposeError(f"`{shlex.join(command)}` could not run: {error}") from error
+    if check and result.returncode != 0:
+        raise ComposeError(
+            f"`{shlex.join(command)}` exited {result.returncode}:\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """The parts of `docker inspect` that tell whether a container stayed up."""
+
+    id: str
+    name: str
+    service: str
+    status: str  # created, running, restarting, exited, ...
+    running: bool
+    started_at: str  # changes whenever the container (re)starts, whoever started it
+    restart_count: int  # restarts by the restart policy only
+    exit_code: int
+    health: str | None  # starting, healthy, unhealthy; None without a healthcheck
+
+    @classmethod
+    def from_inspect(cls, data: Mapping[str, Any]) -> ContainerState:
+        state = data.get("State") or {}
+        labels = (data.get("Config") or {}).get("Labels") or {}
+        health = state.get("Health")
+        return cls(
+            id=str(data.get("Id", "")),
+            name=str(data.get("Name", "")).lstrip("/"),
+            service=str(labels.get("com.docker.compose.service", "")),
+            status=str(state.get("Status", "")),
+            running=bool(state.get("Running")),
+            started_at=str(state.get("StartedAt", "")),
+            restart_count=int(data.get("RestartCount") or 0),
+            exit_code=int(state.get("ExitCode") or 0),
+            health=str(health.get("Status")) if isinstance(health, dict) else None,
+        )
+
+    def brief(self) -> str:
+        health = "" if self.health is None else f" health={self.health}"
+        return (
+            f"{self.name} {self.status}{health} started={self.started_at} "
+            f"restarts={self.restart_count} exit={self.exit_code}"
+        )
+
+
+def inspect_containers(ids: Sequence[str]) -> dict[str, ContainerState]:
+    """The containers' states by full id; one that no longer exists is absent."""
+    if not ids:
+        return {}
+    # Exits 1 when one of them is gone, yet still prints the others.
+    result = docker("inspect", *ids, check=False)
+    try:
+        entries = json.loads(result.stdout or "[]")
+    except json.JSONDecodeError as error:
+        raise ComposeError(f"`docker inspect` printed no JSON: {result.stderr[-1000:]}") from error
+    states = (ContainerState.from_inspect(entry) for entry in entries if isinstance(entry, dict))
+    return {state.id: state for state in states}
+
+
+def container_output(container_id: str) -> tuple[str, str]:
+    """Everything a container wrote so far, in order: (stdout, stderr)."""
+    result = docker("logs", container_id, timeout=LOGS_TIMEOUT)
+    return result.stdout, result.stderr

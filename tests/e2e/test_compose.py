@@ -2,8 +2,10 @@
 
 Builds both images, scales the workers to 4 and waits until the monitor has seen
 every worker register and acknowledge one of its fleet toggles, and every worker
-has logged the change it applied. Reads the services' JSON logs; always tears the
-stack down (with its volumes), and puts the logs in the failure message.
+has logged the change it applied, and that the monitor logged in with the account of
+`.env` (RABBITMQ_DEFAULT_USER, handed to every service by `env_file: .env`) without its
+password reaching any log. Reads the services' JSON logs; always tears the stack down
+(with its volumes), and puts the logs in the failure message.
 
 Run: `pytest tests/e2e -m compose`. See compose_helpers for where the compose
 command and base images come from (FIREWORKS_COMPOSE, PYTHON_IMAGE, RABBITMQ_IMAGE).
@@ -19,6 +21,7 @@ import pytest
 from compose_helpers import (
     ComposeError,
     Project,
+    dotenv_values,
     free_local_port,
     json_log_records,
     require_compose,
@@ -47,6 +50,7 @@ class FleetSeen:
     toggles: set[str] = field(default_factory=set)  # command ids the monitor sent to "all"
     acknowledged: dict[str, list[float]] = field(default_factory=dict)  # worker -> latencies
     activated: set[str] = field(default_factory=set)  # workers that logged False -> True
+    brokers: set[str] = field(default_factory=set)  # the monitor's `connected` broker=
 
     def complete(self) -> bool:
         return (
@@ -66,6 +70,8 @@ def read_fleet(project: Project) -> FleetSeen:
     seen = FleetSeen()
     monitor = list(json_log_records(project.logs("monitor")))
     for record in monitor:
+        if record.get("logger") == "fireworks.bus" and record.get("message") == "connected":
+            seen.brokers.add(str(record.get("broker")))
         if record.get("logger") != "fireworks.monitor":
             continue
         if record.get("message") == "registered":
@@ -124,6 +130,13 @@ def test_scaled_stack_registers_and_toggles_every_worker(stack: Project) -> None
         assert seen.registered <= seen.activated, "a worker did not log active: False -> True"
         # Worker ids are the containers' hostnames: each of the 4 is its own.
         assert len(seen.activated) == WORKERS, "activated workers are not the registered ones"
+        # The account is .env's (`env_file: .env` for the broker and its clients alike),
+        # not a fallback such as guest/guest; its password never reaches the logs.
+        account = dotenv_values()
+        user, password = account["RABBITMQ_DEFAULT_USER"], account["RABBITMQ_DEFAULT_PASS"]
+        assert seen.brokers == {f"amqp://{user}:***@rabbitmq:5672/%2F"}, seen.brokers
+        logs = stack.logs()
+        assert password not in logs, "the broker password appears in the logs"
     except (AssertionError, ComposeError) as error:
         failure = f"{type(error).__name__}: {error}"
     if failure is not None:
