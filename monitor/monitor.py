@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 from uuid import UUID
 
+from bus.backoff import Backoff
 from bus.codec import decode
 from bus.connection import Bus, Delivery
 from bus.errors import BusError, InvalidMessage, Unroutable
@@ -30,6 +31,9 @@ from monitor.registry import Heard, Registry, Transition
 from monitor.store import HistoryStore
 
 Listener = Callable[[FleetEvent], None]
+# After the monitor reconnects or hears again, workers get this long on top of their
+# usual allowance: they may have lost the broker too, and be waiting out their backoff.
+RECONNECT_GRACE = Backoff().cap
 T = TypeVar("T")
 
 
@@ -59,6 +63,7 @@ class MonitorService:
             command_ttl=settings.command_ttl,
             retention=settings.worker_retention,
             deaf_after=3 * sweep_interval + 1.0,
+            reconnect_grace=RECONNECT_GRACE,
         )
         if store is not None:
             self.registry.restore(*store.desired())
@@ -103,6 +108,8 @@ class MonitorService:
             return query(self.registry)
 
     def toggle(self) -> None:
+        if not self.bus.connected:
+            return  # flipping a fleet nobody can reach would only queue up flips
         with self.lock:
             command = self.registry.toggle()
             self._desire(command)

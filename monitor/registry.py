@@ -65,7 +65,8 @@ class _Pending:
 class _Record:
     worker_id: str
     status_interval: float
-    last_seen: float
+    # Monotonic moment from which silence counts: when last heard, or the end of a grace.
+    silent_since: float
     last_seen_at: datetime
     liveness: Liveness = Liveness.ONLINE
     desired: bool | None = None
@@ -98,6 +99,8 @@ class Registry:
     retention: float = 3600.0
     # A gap this long between the monitor's own echoes means it was deaf meanwhile.
     deaf_after: float = 3.0
+    # Extra silence forgiven after a deaf spell or a reconnect.
+    reconnect_grace: float = 0.0
     fleet_desired: bool | None = None
     _records: dict[str, _Record] = field(default_factory=dict)
     _pending: dict[UUID, _Pending] = field(default_factory=dict)
@@ -141,7 +144,7 @@ class Registry:
         if record is None:
             return None
         self._observe(record, message.state)
-        record.last_seen, record.last_seen_at = self.clock(), self.wall()
+        record.silent_since, record.last_seen_at = self.clock(), self.wall()
         return self._move(record, Liveness.OFFLINE)
 
     def echo(self) -> bool:
@@ -206,11 +209,14 @@ class Registry:
         transitions: list[Transition] = []
         for record in list(self._records.values()):
             if record.liveness is Liveness.ONLINE:
-                heard_until = self._last_echo if self._last_echo is not None else record.last_seen
-                if heard_until - record.last_seen > LOST_AFTER_INTERVALS * record.status_interval:
+                heard_until = (
+                    self._last_echo if self._last_echo is not None else record.silent_since
+                )
+                quiet = heard_until - record.silent_since
+                if quiet > LOST_AFTER_INTERVALS * record.status_interval:
                     record.liveness = Liveness.LOST
                     transitions.append(Transition(record.worker_id, Liveness.ONLINE, Liveness.LOST))
-            elif now - record.last_seen > self.retention:
+            elif now - record.silent_since > self.retention:
                 del self._records[record.worker_id]
                 transitions.append(Transition(record.worker_id, record.liveness, None))
         expired = [
@@ -223,11 +229,13 @@ class Registry:
         return transitions, expired
 
     def grace(self) -> None:
-        """The monitor was deaf for a while: that is not the workers' fault."""
-        now, wall = self.clock(), self.wall()
+        """The monitor was deaf or disconnected for a while: that is not the workers'
+        fault. Silence counts again only after `reconnect_grace` (workers that lost the
+        broker too may still be in their reconnect backoff)."""
+        start = self.clock() + self.reconnect_grace
         for record in self._records.values():
             if record.liveness is Liveness.ONLINE:
-                record.last_seen, record.last_seen_at = now, wall
+                record.silent_since = max(record.silent_since, start)
 
     # -- views -----------------------------------------------------------------------
 
@@ -253,7 +261,7 @@ class Registry:
         else:
             transition = self._move(record, Liveness.ONLINE)
         record.status_interval = status_interval
-        record.last_seen, record.last_seen_at = now, wall
+        record.silent_since, record.last_seen_at = now, wall
         return record, transition
 
     def _observe(self, record: _Record, state: Worker) -> dict[str, FieldChange]:
