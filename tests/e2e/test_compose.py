@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import httpx
 import pytest
 from compose_helpers import (
     ComposeError,
@@ -26,6 +27,7 @@ from compose_helpers import (
     json_log_records,
     require_compose,
 )
+from harness import wait_for
 
 pytestmark = pytest.mark.compose
 
@@ -95,6 +97,18 @@ def read_fleet(project: Project) -> FleetSeen:
     return seen
 
 
+API_DEADLINE = 30.0
+
+
+def api_workers(api: str, expected: set[str]) -> list[dict[str, object]] | None:
+    """The workers the API lists, once they are exactly the `expected` ones."""
+    try:
+        listed: list[dict[str, object]] = httpx.get(f"{api}/api/workers", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return None  # not serving yet
+    return listed if {str(w["worker_id"]) for w in listed} == expected else None
+
+
 @pytest.fixture
 def stack() -> Iterator[Project]:
     """A unique compose project, always taken down with its volumes afterwards."""
@@ -104,6 +118,7 @@ def stack() -> Iterator[Project]:
         # Publish the management UI on a free loopback port: never clash with a
         # stack or broker already running here.
         "RABBITMQ_MANAGEMENT_PORT": str(free_local_port()),
+        "MONITOR_HTTP_PORT": str(free_local_port()),
     }
     project = compose.project(env=env)
     try:
@@ -137,6 +152,17 @@ def test_scaled_stack_registers_and_toggles_every_worker(stack: Project) -> None
         assert seen.brokers == {f"amqp://{user}:***@rabbitmq:5672/%2F"}, seen.brokers
         logs = stack.logs()
         assert password not in logs, "the broker password appears in the logs"
+        # The monitor's API, published on the host: healthy, and it lists the workers.
+        api = f"http://127.0.0.1:{stack.env['MONITOR_HTTP_PORT']}"
+        listed = wait_for(lambda: api_workers(api, seen.registered), API_DEADLINE, "the API")
+        assert {w["liveness"] for w in listed} == {"online"}
+        health = httpx.get(f"{api}/healthz", timeout=5)
+        assert health.status_code == 200, health.text
+        assert health.json() == {
+            "healthy": True,
+            "broker_connected": True,
+            "database_writable": True,
+        }
     except (AssertionError, ComposeError) as error:
         failure = f"{type(error).__name__}: {error}"
     if failure is not None:

@@ -342,7 +342,11 @@ def fleet() -> Iterator[Fleet]:
     """One stack for the module: up, 3 workers registered and toggled; always `down -v`."""
     compose = require_compose()
     require_docker_cli()
-    env = {**STACK_ENV, "RABBITMQ_MANAGEMENT_PORT": str(free_local_port())}
+    env = {
+        **STACK_ENV,
+        "RABBITMQ_MANAGEMENT_PORT": str(free_local_port()),
+        "MONITOR_HTTP_PORT": str(free_local_port()),
+    }
     project = compose.project(prefix="fwheal", env=env)
     stack: Stack | None = None
     failure: str | None = None
