@@ -3,6 +3,7 @@ watches (and pokes) the real broker. Waits are bounded polls on conditions."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -317,3 +318,89 @@ class MonitorProcess:
     def terminate(self, timeout: float = 15) -> int:
         self.process.terminate()
         return self.process.wait(timeout=timeout)
+
+
+def logged(worker: WorkerProcess, message: str) -> int:
+    """How many times the worker's JSON log says exactly `message` (its own word)."""
+    return sum(1 for entry in JsonLines.parse(worker.log()) if entry.get("message") == message)
+
+
+def sse_events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
+    """Server-Sent Events as (event, data) from a stream's lines; comments skipped."""
+    event, data = "message", ""
+    for line in lines:
+        if line.startswith("event: "):
+            event = line[len("event: ") :]
+        elif line.startswith("data: "):
+            data = line[len("data: ") :]
+        elif not line and data:
+            yield event, data
+            event, data = "message", ""
+
+
+class ProcessFleet:
+    """A namespace of its own on a broker with `fireworks monitor` processes (steered over
+    their HTTP API; all share `workdir`, hence one history database) and worker
+    processes; everything is stopped and the namespace removed on close()."""
+
+    def __init__(self, url: str, workdir: Path, **settings: Any) -> None:
+        self.url = url
+        self.workdir = workdir
+        self.namespace = f"p{uuid.uuid4().hex[:10]}"
+        self.topology = Topology(self.namespace)
+        self.settings = make_settings(url, self.namespace, **settings)
+        self.monitors: list[MonitorProcess] = []
+        self.workers: dict[str, WorkerProcess] = {}
+        self._processes: list[WorkerProcess] = []
+
+    @property
+    def monitor(self) -> MonitorProcess:
+        return self.monitors[-1]
+
+    def start_monitor(self, **env: str) -> MonitorProcess:
+        self.monitors.append(MonitorProcess(self.settings, self.workdir, **env))
+        return self.monitor
+
+    def start_worker(self, worker_id: str, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(self.settings, worker_id, self.workdir, **env)
+        self.workers[worker_id] = worker
+        self._processes.append(worker)
+        return worker
+
+    def worker(self, worker_id: str) -> dict[str, Any] | None:
+        """The monitor's view of one worker, as its API answers it (None: unknown)."""
+        response = httpx.get(f"{self.monitor.api}/api/workers/{worker_id}", timeout=10)
+        if response.status_code == 404:
+            return None
+        found: dict[str, Any] = response.raise_for_status().json()
+        return found
+
+    def online(self, *worker_ids: str) -> bool:
+        views = {w["worker_id"]: w for w in self.monitor.get("/api/workers")}
+        return all(
+            w in views and views[w]["liveness"] == "online" and views[w]["observed"] is not None
+            for w in worker_ids
+        )
+
+    def wait_online(self, *worker_ids: str, timeout: float = 20) -> None:
+        wait_for(lambda: self.online(*worker_ids), timeout, f"{worker_ids} online")
+
+    def close(self) -> None:
+        for worker in self._processes:
+            if worker.process.poll() is None:
+                worker.kill()
+        for monitor in self.monitors:
+            if monitor.process.poll() is None:
+                monitor.kill()
+        with contextlib.suppress(Exception):  # leave a shared broker as we found it
+            delete_namespace(self.url, self.topology, list(self.workers))
+
+
+def real_active(worker: WorkerProcess) -> bool:
+    """The worker's own word: its last logged change of `active` (it starts inactive)."""
+    active = False
+    for entry in JsonLines.parse(worker.log()):
+        message = str(entry.get("message", ""))
+        if message.startswith("active: "):
+            active = message.endswith("True")
+    return active
