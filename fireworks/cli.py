@@ -55,6 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         which = steer.add_mutually_exclusive_group(required=True)
         which.add_argument("worker_ids", nargs="*", default=[], metavar="ID")
         which.add_argument("--all", action="store_true", help="the whole fleet")
+        steer.add_argument(
+            "--timeout",
+            type=float,
+            default=10.0,
+            metavar="SECONDS",
+            help="how long to wait for the acknowledgements (default 10)",
+        )
     commands.add_parser("watch", help="the fleet, then every change as it happens")
     past = commands.add_parser("history", help="a worker's activity and events")
     past.add_argument("worker_id", metavar="ID")
@@ -84,7 +91,7 @@ def run_control(settings: Settings, args: argparse.Namespace) -> int:
         return control.status(client, out)
     if args.command in ("activate", "deactivate"):
         targets = ["all"] if args.all else list(args.worker_ids)
-        return control.steer(client, targets, args.command == "activate", out)
+        return control.steer(client, targets, args.command == "activate", args.timeout, out)
     if args.command == "watch":
         return control.watch(client, out)
     return control.history(client, args.worker_id, out)

@@ -121,13 +121,15 @@ def status(client: MonitorClient, out: IO[str]) -> int:
     return 0
 
 
-def steer(client: MonitorClient, targets: list[str], active: bool, out: IO[str]) -> int:
+def steer(
+    client: MonitorClient, targets: list[str], active: bool, timeout: float, out: IO[str]
+) -> int:
     """Activate or deactivate each target ('all' for the fleet) and wait for the acks."""
     action = "activate" if active else "deactivate"
     failed = False
     for target in targets:
         path = "/api/fleet" if target == "all" else f"/api/workers/{target}"
-        code, body = client.post(f"{path}/{action}?wait=true")
+        code, body = client.post(f"{path}/{action}?wait=true&timeout={timeout}")
         for result in Commands.model_validate(body).commands:
             if not result.awaiting:
                 print(f"{target}: no worker queue took the command", file=out)

@@ -148,6 +148,8 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
     async def steer_worker(
         worker_id: str, action: Action, wait: WaitQuery = False, timeout: TimeoutQuery = 10.0
     ) -> Response:
+        if worker_id == FLEET:  # a worker can't be called that; the fleet has its own path
+            raise HTTPException(404, f"no worker {worker_id!r}; see /api/fleet")
         return await steer(worker_id, action, wait, timeout)
 
     @app.post(

@@ -122,6 +122,8 @@ class Registry:
         restarted = record.started_at is not None and record.started_at != message.started_at
         record.started_at = message.started_at
         changed = self._observe(record, message.state)
+        if restarted:
+            record.rate = None  # a new process: its count starts over
         return Heard(
             record.worker_id, transition, changed, restarted, reconcile=self._reconcile(record)
         )
@@ -164,6 +166,7 @@ class Registry:
         if target == FLEET:
             if changes.active is not None:
                 self.fleet_desired = changes.active
+                self._remembered.clear()  # the fleet's new wish replaces older ones
             # Workers not online get the new desired state too, and converge when back.
             targets = list(self._records.values())
             awaited = [r for r in targets if r.liveness is Liveness.ONLINE]

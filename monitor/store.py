@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bus.errors import SettingsError
 from bus.logs import fields
 from models.monitor_model import Detail, EventKind, FleetEvent, Sample
 from models.worker_model import FLEET, utc_now
@@ -78,6 +79,11 @@ def connect(path: str) -> sqlite3.Connection:
 def migrate(connection: sqlite3.Connection) -> int:
     """Bring the schema up to date; returns its version."""
     version: int = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise SettingsError(
+            f"FIREWORKS_DB has schema version {version}, newer than this monitor knows "
+            f"({len(MIGRATIONS)}): use a newer monitor or another database"
+        )
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         with connection:
             connection.executescript(script)
@@ -226,7 +232,8 @@ class HistoryStore:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
         self._flush()
         self._writer.close()
         self._reader.close()
@@ -241,7 +248,7 @@ class HistoryStore:
 
     def _flush(self) -> None:
         with self._batch_lock:
-            batch = list(self._batch)
+            batch, self._batch = self._batch, deque()
         if not batch:
             return
         try:
@@ -252,10 +259,14 @@ class HistoryStore:
             if not self.failing:
                 log.error("history not written; will retry", extra=fields(reason=str(error)))
             self.failing = True
+            with self._batch_lock:  # back in front of what came meanwhile, still bounded
+                batch.extend(self._batch)
+                excess = max(0, len(batch) - MAX_BACKLOG)
+                for _ in range(excess):
+                    batch.popleft()
+                self.dropped += excess
+                self._batch = batch
             return
-        with self._batch_lock:
-            for _ in batch:
-                self._batch.popleft()
         if self.failing:
             log.info("history written again", extra=fields(items=len(batch)))
         self.failing = False
