@@ -4,6 +4,7 @@ and by the tests (which also kill -9 and restart it)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -33,10 +34,16 @@ def find_server() -> str | None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free right now (all held at once, so never the same twice)."""
+    with contextlib.ExitStack() as held:
+        socks = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 class LocalBroker:
@@ -46,14 +53,12 @@ class LocalBroker:
             raise BusError("no rabbitmq-server installation found")
         self.server = server
         self.home = Path(tempfile.mkdtemp(prefix="fireworks-rabbitmq-"))
-        self.port = free_port()
-        self.dist_port = free_port()
+        self.port, self.dist_port = free_ports(2)
         self.node = f"fireworks-{uuid.uuid4().hex[:8]}@localhost"
         self._process: subprocess.Popen[bytes] | None = None
-        lines = [f"listeners.tcp.default = {self.port}", "loopback_users = none"]
-        if definitions is not None:
-            lines.append(f"load_definitions = {definitions}")
-        (self.home / "rabbitmq.conf").write_text("\n".join([*lines, config, ""]))
+        self._booted = False
+        self._config = config
+        self._definitions = definitions
         (self.home / "enabled_plugins").write_text("[].\n")
 
     @property
@@ -63,6 +68,21 @@ class LocalBroker:
     def start(self, timeout: float = 60.0) -> str:
         """Boot the node (or boot it again on the same ports and data) and wait until
         it accepts AMQP connections. Returns its URL."""
+        if self._booted:
+            return self._boot(timeout)
+        try:
+            return self._boot(timeout)
+        except BusError:
+            # A first boot may lose its ports to another process between our check and
+            # its bind: try once more on fresh ones (a restart must keep its ports).
+            self.port, self.dist_port = free_ports(2)
+            return self._boot(timeout)
+
+    def _boot(self, timeout: float) -> str:
+        lines = [f"listeners.tcp.default = {self.port}", "loopback_users = none"]
+        if self._definitions is not None:
+            lines.append(f"load_definitions = {self._definitions}")
+        (self.home / "rabbitmq.conf").write_text("\n".join([*lines, self._config, ""]))
         env = {
             **os.environ,
             "HOME": str(self.home),
@@ -87,8 +107,10 @@ class LocalBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise BusError(f"rabbitmq-server exited; see {self.home / 'server.out'}")
+                tail = (self.home / "server.out").read_text(errors="replace")[-1500:]
+                raise BusError(f"rabbitmq-server exited:\n{tail}")
             if self._accepts_amqp():
+                self._booted = True
                 return self.url
             time.sleep(0.2)  # polling a child process we started: nothing to wait on
         self.kill()
