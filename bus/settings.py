@@ -84,6 +84,20 @@ class Settings(BaseSettings):
         """Where the broker is, safe to log."""
         return ", ".join(mask_url(url) for url in self.broker_urls())
 
+    def shown(self) -> dict[str, str]:
+        """Every setting by its environment name, secrets masked: safe to print."""
+        shown = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name == "rabbitmq_url" and value is not None:
+                text = self.broker_display()
+            elif isinstance(value, SecretStr):
+                text = "***"
+            else:
+                text = "" if value is None else str(value)
+            shown[name.upper()] = text
+        return shown
+
     def resolved_worker_id(self) -> str:
         """WORKER_ID, else the hostname (unique per container under `--scale`)."""
         return self.worker_id or socket.gethostname().split(".")[0]

@@ -49,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="start a private RabbitMQ node from a local rabbitmq-server first",
     )
+    config = commands.add_parser("config", help="the effective settings")
+    config.add_argument("action", choices=["show"])
     commands.add_parser("status", help="the fleet as the monitor sees it")
     for name, verb in (("activate", "activate"), ("deactivate", "deactivate")):
         steer = commands.add_parser(name, help=f"{verb} workers and wait for their answers")
@@ -72,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_service(settings, args.command)
         if args.command == "up":
             return run_up(settings, args.workers, args.local_broker)
+        if args.command == "config":
+            for name, value in settings.shown().items():
+                print(f"{name}={value}")
+            return 0
         return run_control(settings, args)
     except ApiError as error:
         print(f"fireworks: {error}", file=sys.stderr)

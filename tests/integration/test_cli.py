@@ -94,3 +94,21 @@ def test_up_with_local_broker_runs_the_fleet_and_stops_cleanly_on_ctrl_c(tmp_pat
     assert {e["worker"] for e in log.messages("said goodbye")} >= {"worker-1", "worker-2"}
     home = log.messages("starting a private RabbitMQ node")[0]["home"]
     assert not Path(home).exists()  # the private node is gone
+
+
+def test_config_show_prints_every_setting_with_secrets_masked(tmp_path: Path) -> None:
+    process = run_fireworks(
+        ["config", "show"],
+        tmp_path,
+        RABBITMQ_DEFAULT_PASS="pass-w0rd",
+        RABBITMQ_URL="amqp://u:url-s3cret@h:5672/%2F",
+        STATUS_INTERVAL="3",
+    )
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    shown = dict(line.split("=", 1) for line in out.splitlines())
+    assert shown["STATUS_INTERVAL"] == "3.0"
+    assert shown["RABBITMQ_DEFAULT_PASS"] == "***"
+    assert shown["RABBITMQ_URL"] == "amqp://u:***@h:5672/%2F"
+    assert "pass-w0rd" not in out and "url-s3cret" not in out
+    assert {"HTTP_PORT", "FIREWORKS_DB", "LOG_FORMAT", "WORKER_ID"} <= set(shown)
