@@ -53,6 +53,7 @@ class EventHub:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queues: set[asyncio.Queue[FleetEvent | None]] = set()
+        self.closed = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -69,6 +70,19 @@ class EventHub:
                 queue.put_nowait(None)  # tells the client it was dropped
             else:
                 queue.put_nowait(event)
+
+    def close(self) -> None:
+        """Ends every live client (the server is stopping: a stream left open would hold
+        up uvicorn's shutdown, and with it the monitor's). From any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._close)
+
+    def _close(self) -> None:
+        self.closed = True
+        for queue in list(self._queues):
+            self._queues.discard(queue)
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
 
     @contextlib.contextmanager
     def subscribe(self) -> Iterator[asyncio.Queue[FleetEvent | None]]:
@@ -205,7 +219,8 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
                         yield ": keepalive\n\n"
                         continue
                     if event is None:
-                        yield "event: dropped\ndata: {}\n\n"
+                        if not hub.closed:  # else the server is stopping: just end
+                            yield "event: dropped\ndata: {}\n\n"
                         return
                     yield f"event: {event.kind.value}\ndata: {event.model_dump_json()}\n\n"
 
@@ -280,4 +295,5 @@ def serving(service: MonitorService, host: str, port: int) -> Iterator[ApiServer
     try:
         yield server
     finally:
+        hub.close()
         server.stop()
