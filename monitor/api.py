@@ -10,12 +10,14 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from enum import StrEnum
-from typing import Annotated, TypeVar
+from pathlib import Path as FilePath
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Path, Query, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import AwareDatetime
 
 from bus.errors import SettingsError
@@ -33,6 +35,8 @@ T = TypeVar("T")
 # A live client that falls this far behind is dropped rather than slowing anyone.
 STREAM_BACKLOG = 1000
 KEEPALIVE = 15.0
+# The dashboard (served at /): plain files, installed with the package.
+STATIC = FilePath(__file__).with_name("static")
 
 
 WaitQuery = Annotated[bool, Query(description="answer once every worker acknowledged")]
@@ -246,7 +250,27 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
         body, content_type = metrics.render(metrics.snapshot(service))
         return Response(body, media_type=content_type)
 
+    _serve_dashboard(app)
     return app
+
+
+class _Revalidated(StaticFiles):
+    """Static files a browser asks about again each time (an upgraded monitor's page is
+    never mixed with an old cached script); unchanged files answer 304."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
+def _serve_dashboard(app: FastAPI) -> None:
+    """The live dashboard at / and its assets under /static/ (see monitor/static/)."""
+    app.mount("/static", _Revalidated(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
 def _answer(event: FleetEvent, command_id: UUID, awaiting: list[str]) -> AckReport | None:
