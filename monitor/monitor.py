@@ -231,6 +231,15 @@ class MonitorService:
         )
         with self.lock:
             heard = self.registry.status(message)
+        if heard.transition is not None and heard.transition.old is None:
+            # First heard through a status (the monitor restarted): new to its listeners.
+            self._emit(
+                EventKind.REGISTERED,
+                message.worker_id,
+                active=message.state.active,
+                activity=message.state.activity,
+                via="status",
+            )
         if self.store is not None:
             self.store.sample(
                 message.worker_id, utc_now(), message.state.active, message.state.activity
