@@ -729,9 +729,12 @@ def test_a_fleet_deactivate_replaces_worker_states_and_survives_a_monitor_restar
 
     fleet.start_monitor()
     for worker in pair:
-        wait_for(
-            partial(converged, fleet, worker.worker_id, False),
-            BOUND,
-            f"{worker.worker_id} steered back to inactive",
-        )
+        # The monitor may first read statuses queued from before the activation (it
+        # looks converged then): wait for the worker's own word that it was steered back.
+        def steered_back(worker: WorkerProcess = worker) -> bool:
+            return logged(worker, DEACTIVATED) == off[worker.worker_id] + 1 and converged(
+                fleet, worker.worker_id, False
+            )
+
+        wait_for(steered_back, BOUND, f"{worker.worker_id} steered back to inactive")
         assert logged(worker, DEACTIVATED) == off[worker.worker_id] + 1
