@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     history_retention: float = Field(default=7 * 24 * 3600, gt=0)
     # Where the CLI finds the monitor's API.
     fireworks_api_url: str = "http://127.0.0.1:8000"
+    # When set, every write (and every read unless reads are opened) needs this token;
+    # the CLI sends it. Unset: no token (the API then listens on this machine only).
+    fireworks_api_token: SecretStr | None = None
+    fireworks_api_open_reads: bool = False
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -65,7 +69,9 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("worker_id", "rabbitmq_url", "fireworks_db", mode="before")
+    @field_validator(
+        "worker_id", "rabbitmq_url", "fireworks_db", "fireworks_api_token", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # Compose passes `${WORKER_ID:-}` as an empty string: that means "not set".

@@ -91,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_control(settings: Settings, args: argparse.Namespace) -> int:
-    client = MonitorClient(settings.fireworks_api_url)
+    token = settings.fireworks_api_token
+    secret = None if token is None else token.get_secret_value()
+    client = MonitorClient(settings.fireworks_api_url, secret)
     out = sys.stdout
     if args.command == "status":
         return control.status(client, out)

@@ -19,9 +19,10 @@ class ApiError(Exception):
 
 
 class MonitorClient:
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self._headers = {} if token is None else {"Authorization": f"Bearer {token}"}
 
     def get(self, path: str) -> Any:
         return self._call("GET", path)[1]
@@ -48,7 +49,7 @@ class MonitorClient:
             return response.status, json.load(response)
 
     def _open(self, method: str, path: str, timeout: float | None) -> Any:
-        request = urllib.request.Request(self.base_url + path, method=method)
+        request = urllib.request.Request(self.base_url + path, method=method, headers=self._headers)
         try:
             return urllib.request.urlopen(request, timeout=timeout)
         except urllib.error.HTTPError as error:

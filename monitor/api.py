@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from enum import StrEnum
 from pathlib import Path as FilePath
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Path, Query, Response
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, SecretStr
 
 from bus.errors import SettingsError
 from bus.logs import fields
@@ -98,6 +99,28 @@ class EventHub:
             self._queues.discard(queue)
 
 
+def _check(token: SecretStr) -> Callable[[Request], None]:
+    """A dependency that lets a request through only with the API token: the
+    `Authorization: Bearer` header, or (for the event stream, which browsers open
+    without headers) the `access_token` query parameter. Compared in constant time."""
+    expected = token.get_secret_value().encode()
+
+    def check(request: Request) -> None:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" and request.url.path == "/api/stream":
+            presented = request.query_params.get("access_token", "")
+        elif scheme.lower() != "bearer":
+            presented = ""
+        if not hmac.compare_digest(presented.encode(), expected):
+            raise HTTPException(
+                401,
+                "a valid API token is required (FIREWORKS_API_TOKEN)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    return check
+
+
 def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> FastAPI:
     bus, store = service.bus, service.store
 
@@ -105,6 +128,11 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub.bind(asyncio.get_running_loop())
         yield
+
+    settings = service.settings
+    token = settings.fireworks_api_token
+    reads = [] if token is None or settings.fireworks_api_open_reads else [Depends(_check(token))]
+    writes = [] if token is None else [Depends(_check(token))]
 
     app = FastAPI(
         title="Fireworks monitor",
@@ -149,16 +177,17 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
         body = Commands(commands=[result]).model_dump_json()
         return Response(body, status_code=status, media_type="application/json")
 
-    @app.get("/api/workers", response_model=list[WorkerView])
+    @app.get("/api/workers", response_model=list[WorkerView], dependencies=reads)
     async def list_workers() -> list[WorkerView]:
         return service.read(Registry.view).workers
 
-    @app.get("/api/workers/{worker_id}", response_model=WorkerView)
+    @app.get("/api/workers/{worker_id}", response_model=WorkerView, dependencies=reads)
     async def get_worker(worker_id: str) -> WorkerView:
         return worker_view(worker_id)
 
     @app.post(
         "/api/workers/{worker_id}/{action}",
+        dependencies=writes,
         response_model=Commands,
         status_code=202,
         responses={200: {"model": Commands}, 404: {}, 504: {"model": Commands}},
@@ -172,6 +201,7 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
 
     @app.post(
         "/api/fleet/{action}",
+        dependencies=writes,
         response_model=Commands,
         status_code=202,
         responses={200: {"model": Commands}, 504: {"model": Commands}},
@@ -181,7 +211,7 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
     ) -> Response:
         return await steer(FLEET, action, wait, timeout)
 
-    @app.get("/api/workers/{worker_id}/history", response_model=WorkerHistory)
+    @app.get("/api/workers/{worker_id}/history", response_model=WorkerHistory, dependencies=reads)
     async def worker_history(
         worker_id: Annotated[str, Path()],
         since: Since = None,
@@ -200,7 +230,7 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
         events = await asyncio.to_thread(store.events, since, until, worker_id, limit)
         return WorkerHistory(worker=current, samples=samples, events=events)
 
-    @app.get("/api/events", response_model=list[FleetEvent])
+    @app.get("/api/events", response_model=list[FleetEvent], dependencies=reads)
     async def events(
         since: Since = None, until: Until = None, worker: str | None = None, limit: Limit = 1000
     ) -> list[FleetEvent]:
@@ -208,7 +238,7 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
             raise HTTPException(404, "history is off (FIREWORKS_DB is empty)")
         return await asyncio.to_thread(store.events, since, until, worker, limit)
 
-    @app.get("/api/stream")
+    @app.get("/api/stream", dependencies=reads)
     async def stream() -> StreamingResponse:
         """Server-Sent Events: the fleet now (`fleet`), then every change as it happens."""
 
@@ -245,7 +275,7 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
             media_type="application/json",
         )
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=reads)
     async def prometheus() -> Response:
         body, content_type = metrics.render(metrics.snapshot(service))
         return Response(body, media_type=content_type)

@@ -41,31 +41,75 @@ class ApiError extends Error {
 }
 
 /**
- * Every request and the live stream go through here, so that an API token (issue 6)
- * is added in one place: headers() will carry it, and a 401 answer is where the page
- * will ask for it and try again. EventSource sends no headers of its own: the token
- * will travel in the stream's URL or a cookie, set in stream().
+ * The API token (FIREWORKS_API_TOKEN on the monitor), asked for when the monitor
+ * answers 401 and kept for this tab only (sessionStorage).
+ */
+const auth = {
+  KEY: "fireworks-api-token",
+  asking: null,
+  get token() {
+    return sessionStorage.getItem(this.KEY);
+  },
+  /** Ask once, however many requests are waiting; resolves when a token was given. */
+  ask() {
+    if (this.asking) return this.asking;
+    const dialog = $("#token-dialog");
+    const form = $("#token-form");
+    const input = $("#token-input");
+    this.asking = new Promise((resolve) => {
+      form.onsubmit = (event) => {
+        event.preventDefault();
+        if (!input.value) return;
+        sessionStorage.setItem(this.KEY, input.value);
+        input.value = "";
+        dialog.close();
+        this.asking = null;
+        resolve();
+        stream.restart(); // the stream was refused without it
+      };
+      $("#token-wrong").hidden = !this.token;
+      dialog.showModal();
+      input.focus();
+    });
+    return this.asking;
+  },
+};
+
+/**
+ * Every request and the live stream go through here: headers() carries the API token,
+ * and a 401 answer asks for it and tries again. EventSource sends no headers of its
+ * own: the stream's URL carries the token instead (access_token).
  */
 const api = {
   url(path) {
     return new URL(path, document.baseURI).href; // relative: works behind a path prefix
   },
   headers() {
-    return { Accept: "application/json" };
+    const headers = { Accept: "application/json" };
+    if (auth.token) headers.Authorization = `Bearer ${auth.token}`;
+    return headers;
   },
   async request(path, { method = "GET" } = {}) {
-    let response;
-    try {
-      response = await fetch(this.url(path), {
-        method,
-        headers: this.headers(),
-        cache: "no-store",
-      });
-    } catch {
-      throw new ApiError(0, "the monitor cannot be reached");
+    for (;;) {
+      let response;
+      try {
+        response = await fetch(this.url(path), {
+          method,
+          headers: this.headers(),
+          cache: "no-store",
+        });
+      } catch {
+        throw new ApiError(0, "the monitor cannot be reached");
+      }
+      clock.fromResponse(response);
+      if (response.status !== 401) return response;
+      await auth.ask();
     }
-    clock.fromResponse(response);
-    return response;
+  },
+  streamUrl(path) {
+    const url = new URL(this.url(path));
+    if (auth.token) url.searchParams.set("access_token", auth.token);
+    return url.href;
   },
   /** The JSON body; statuses in `accept` count as answers too (e.g. /healthz's 503). */
   async json(path, { method = "GET", accept = [] } = {}) {
@@ -82,7 +126,7 @@ const api = {
     return response.json();
   },
   stream(path, handlers) {
-    return new LiveStream(this.url(path), handlers);
+    return new LiveStream(() => this.streamUrl(path), handlers);
   },
 };
 
@@ -90,7 +134,7 @@ const api = {
  *  when it gives up (an answer that is not a stream), this starts it again. */
 class LiveStream {
   constructor(url, { onEvent, onDown }) {
-    this.url = url;
+    this.url = url; // a function: the token may change
     this.onEvent = onEvent;
     this.onDown = onDown;
     this.failures = 0;
@@ -101,7 +145,7 @@ class LiveStream {
 
   connect() {
     clearTimeout(this.timer);
-    const source = new EventSource(this.url);
+    const source = new EventSource(this.url());
     this.source = source;
     source.addEventListener("open", () => {
       this.failures = 0;
@@ -120,6 +164,9 @@ class LiveStream {
 
   retry() {
     this.source.close();
+    // EventSource hides why it was refused: a plain request finds out, and a 401
+    // there asks for the token (which restarts this stream).
+    api.request("api/workers").catch(() => {});
     const delay = Math.min(30_000, 1000 * 2 ** this.failures++) * (0.5 + Math.random() / 2);
     this.timer = setTimeout(() => this.connect(), delay);
   }

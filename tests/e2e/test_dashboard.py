@@ -393,3 +393,29 @@ def test_everything_came_from_the_monitor_and_no_script_failed(dashboard: Dashbo
     # Refused connections while the monitor was away are expected; nothing else is.
     errors = [e for e in dashboard.errors if "ERR_CONNECTION_REFUSED" not in e]
     assert errors == [], errors
+
+
+def test_a_monitor_with_a_token_makes_the_page_ask_for_it(
+    browser: Browser, broker_url: str, tmp_path: Path
+) -> None:
+    fleet = ProcessFleet(broker_url, tmp_path)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        api = fleet.start_monitor(FIREWORKS_API_TOKEN="page-t0ken").api
+        fleet.start_worker("t1")
+        page = context.new_page()
+        page.goto(api + "/")
+        dialog = page.get_by_role("dialog", name="API token")
+        expect(dialog).to_be_visible(timeout=BOUND_MS)
+        page.get_by_label("Token", exact=True).fill("wrong")
+        page.get_by_role("button", name="Use this token").click()
+        expect(page.locator("#token-wrong")).to_be_visible(timeout=BOUND_MS)  # asked again
+        page.get_by_label("Token", exact=True).fill("page-t0ken")
+        page.get_by_role("button", name="Use this token").click()
+        expect(dialog).to_be_hidden(timeout=BOUND_MS)
+        expect(page.locator("#connection")).to_have_text("Live", timeout=BOUND_MS)
+        expect(page.locator('#worker-rows tr[data-worker="t1"]')).to_be_visible(timeout=BOUND_MS)
+        screenshot(page, "dashboard-token.png")
+    finally:
+        context.close()
+        fleet.close()
