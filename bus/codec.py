@@ -6,7 +6,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from bus.errors import InvalidMessage
+from bus.errors import MAX_REASON, InvalidMessage, one_line
 
 CONTENT_TYPE = "application/json"
 # Every legitimate message is well under a kilobyte; anything this large is hostile.
@@ -31,11 +31,6 @@ def decode(body: bytes, adapter: TypeAdapter[T], content_type: str | None = CONT
         raise InvalidMessage(describe(error)) from None
 
 
-# A reason is logged and attached to the dead letter: it must stay one short line even
-# when a hostile message puts line breaks or kilobytes into a field name.
-MAX_REASON = 200
-
-
 def describe(error: ValidationError) -> str:
     """The first problem, as one short line: `field: message (+N more)`."""
     problems = error.errors(include_url=False, include_input=False)
@@ -43,9 +38,3 @@ def describe(error: ValidationError) -> str:
     where = ".".join(str(part) for part in first["loc"]) or "body"
     more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
     return one_line(f"{where}: {first['msg']}", MAX_REASON - len(more)) + more
-
-
-def one_line(text: str, limit: int = MAX_REASON) -> str:
-    """`text` with control characters escaped, cut to `limit` characters."""
-    flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -13,12 +13,24 @@ class Unroutable(BusError):
     """The broker accepted a mandatory message but no queue was bound to take it."""
 
 
+# A reason is logged and attached to the dead letter: it must stay one short line even
+# when a hostile message puts line breaks or kilobytes into a field name or routing key.
+MAX_REASON = 200
+
+
+def one_line(text: str, limit: int = MAX_REASON) -> str:
+    """`text` with control characters escaped, cut to `limit` characters."""
+    flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 class InvalidMessage(Exception):
-    """A message that fails validation; carries the reason it is dead-lettered with."""
+    """A message that fails validation; carries the reason it is dead-lettered with,
+    always one short printable line."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+        self.reason = one_line(reason)
+        super().__init__(self.reason)
 
 
 class SettingsError(Exception):

@@ -222,6 +222,10 @@ class Registry:
             elif now - record.silent_since > self.retention:
                 del self._records[record.worker_id]
                 transitions.append(Transition(record.worker_id, record.liveness, None))
+                for command_id, pending in list(self._pending.items()):  # awaited no more
+                    pending.awaiting.discard(record.worker_id)
+                    if not pending.awaiting:
+                        del self._pending[command_id]
         expired = [
             Expired(command_id, frozenset(pending.awaiting))
             for command_id, pending in list(self._pending.items())

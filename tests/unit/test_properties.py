@@ -26,9 +26,9 @@ from hypothesis.stateful import (
 )
 from pydantic import BaseModel, TypeAdapter
 
-from bus.codec import CONTENT_TYPE, MAX_BODY_BYTES, MAX_REASON, decode, encode
+from bus.codec import CONTENT_TYPE, MAX_BODY_BYTES, decode, encode
 from bus.connection import Bus, ChannelName, Delivery
-from bus.errors import InvalidMessage
+from bus.errors import MAX_REASON, InvalidMessage
 from bus.settings import Settings
 from bus.topology import ECHO_KEY, Topology
 from models.messages import (
@@ -425,13 +425,7 @@ def test_invalid_utf8_anywhere_is_refused(pair: tuple[BaseModel, str], data: st.
     assert judged(body[:at] + bad + body[at:], QUEUE_ADAPTERS[queue]) is None
 
 
-# BUG: a content type is the sender's to choose (an AMQP short string: up to 255 bytes),
-# and decode() puts its repr() into the reason without cutting it to MAX_REASON
-# (bus/codec.py: `f"content type {content_type!r} is not {CONTENT_TYPE}"`).
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: decode() reason for a long content type exceeds MAX_REASON (not cut by one_line)",
-)
+# A content type is the sender's to choose (an AMQP short string: up to 255 bytes).
 @CHEAP
 @given(content_type=st.text(min_size=180, max_size=255))
 def test_reason_for_any_content_type_is_one_short_line(content_type: str) -> None:
@@ -557,12 +551,7 @@ def test_worker_command_handler_takes_or_refuses(
         assert not bus.published
 
 
-# BUG: the monitor's spoofing check puts the whole routing key (up to 255 bytes, the
-# publisher's choice) into the reason, uncut (monitor/monitor.py `_check_key`).
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the monitor's routing-key mismatch reason is not cut to MAX_REASON",
-)
+# A routing key is the publisher's choice too (up to 255 bytes).
 def test_reason_for_a_long_spoofed_routing_key_is_one_short_line() -> None:
     monitor = MonitorService(offline_settings(), OfflineBus())
     status = Status(seq=1, state=Worker(worker_id="w1"), status_interval=1.0)
@@ -710,8 +699,6 @@ class RegistryMachine(RuleBasedStateMachine):
         self.counted: set[tuple[UUID, str]] = set()  # acks that got a latency
         self.highest = 0  # highest generation issued or reported by a worker
         self.started = {worker_id: WALL0 for worker_id in POOL}
-        # Forgotten while a command still awaited them (see the xfail test below).
-        self.forgotten: set[str] = set()
 
     @initialize()
     def first_echo(self) -> None:
@@ -908,13 +895,14 @@ class RegistryMachine(RuleBasedStateMachine):
             before = self.known()
             pending = {c: set(self.registry.awaiting(c)) for c in self.issued}
             transitions, expired = self.registry.sweep()
+            forgotten = set()
             for transition in transitions:
                 assert transition.old == before[transition.worker_id]
                 assert transition.new in (Liveness.LOST, None)
                 if transition.new is None:
-                    self.forgotten.add(transition.worker_id)
-            for item in expired:
-                assert item.worker_ids == pending[item.command_id]
+                    forgotten.add(transition.worker_id)
+            for item in expired:  # a forgotten worker is awaited no more
+                assert item.worker_ids == pending[item.command_id] - forgotten
                 assert self.registry.awaiting(item.command_id) == []
 
     @rule(seconds=st.floats(min_value=1, max_value=3 * RETENTION))
@@ -934,7 +922,7 @@ class RegistryMachine(RuleBasedStateMachine):
         for command in self.registry.pending_commands():
             awaiting = set(self.registry.awaiting(command.command_id))
             assert awaiting, "a command awaiting nobody is not pending"
-            assert awaiting <= set(known) | self.forgotten, (awaiting, known)
+            assert awaiting <= set(known), (awaiting, known)
             assert awaiting <= self.awaited[command.command_id]
 
     @invariant()
@@ -948,15 +936,8 @@ TestRegistry = RegistryMachine.TestCase
 TestRegistry.settings = STATEFUL
 
 
-# BUG (minor): forgetting a worker (after the retention time) leaves it in the awaiting set
-# of a command issued to it shortly before; that command later "expires" for a worker the
-# monitor no longer knows (an EXPIRED event and log line about a ghost). With the default
-# settings its queue (x-expires 10 min) is gone long before, so such a command is
-# unroutable and forgotten at once; it bites when WORKER_RETENTION is shorter than that.
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a forgotten worker stays awaited by a pending command until it expires",
-)
+# Forgetting a worker (after the retention time) takes it out of every command's awaiting
+# set: no command later "expires" for a worker the monitor no longer knows.
 def test_a_forgotten_worker_is_awaited_by_no_command() -> None:
     clock = FakeClock()
     registry = Registry(clock=clock, wall=clock.wall, command_ttl=TTL, retention=RETENTION)
