@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from enum import StrEnum
 from pathlib import Path as FilePath
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from uuid import UUID
 
 import uvicorn
@@ -32,7 +32,6 @@ from monitor.monitor import MonitorService
 from monitor.registry import Registry, UnknownWorker
 
 log = logging.getLogger("fireworks.api")
-T = TypeVar("T")
 # A live client that falls this far behind is dropped rather than slowing anyone.
 STREAM_BACKLOG = 1000
 KEEPALIVE = 15.0

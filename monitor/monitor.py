@@ -88,7 +88,7 @@ class MonitorService:
         log.warning("disconnected from the broker; workers keep their state")
 
     def on_stopping(self, bus: Bus) -> None:
-        pass
+        pass  # nothing to say on the way out: workers keep their state
 
     # -- steering ---------------------------------------------------------------
 
