@@ -156,6 +156,10 @@ def test_scaled_stack_registers_and_toggles_every_worker(stack: Project) -> None
         api = f"http://127.0.0.1:{stack.env['MONITOR_HTTP_PORT']}"
         listed = wait_for(lambda: api_workers(api, seen.registered), API_DEADLINE, "the API")
         assert {w["liveness"] for w in listed} == {"online"}
+        page = httpx.get(f"{api}/", timeout=5)  # the dashboard, from the image's package
+        assert page.status_code == 200 and "<title>Fireworks fleet</title>" in page.text
+        script = httpx.get(f"{api}/static/app.js", timeout=5)
+        assert script.status_code == 200 and "EventSource" in script.text
         health = httpx.get(f"{api}/healthz", timeout=5)
         assert health.status_code == 200, health.text
         assert health.json() == {
