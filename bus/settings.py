@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     fireworks_api_token: SecretStr | None = None
     fireworks_api_open_reads: bool = False
 
+    # Optional command signing (HMAC-SHA256): the monitor signs with this key, workers
+    # holding it obey only commands signed with it.
+    command_signing_key: SecretStr | None = None
+    command_signing_key_id: str = Field(default="k1", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
@@ -70,7 +75,12 @@ class Settings(BaseSettings):
         return value.lower() if isinstance(value, str) else value
 
     @field_validator(
-        "worker_id", "rabbitmq_url", "fireworks_db", "fireworks_api_token", mode="before"
+        "worker_id",
+        "rabbitmq_url",
+        "fireworks_db",
+        "fireworks_api_token",
+        "command_signing_key",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

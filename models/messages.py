@@ -48,6 +48,14 @@ class Goodbye(Envelope):
         return self.state.worker_id
 
 
+class Signature(Frozen):
+    """An HMAC-SHA256 of the command by a key both sides hold (see bus/signing.py)."""
+
+    key_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    expires_at: AwareDatetime
+    mac: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class Command(Envelope):
     kind: Literal[Kind.COMMAND] = Kind.COMMAND
     command_id: UUID = Field(default_factory=uuid4)
@@ -55,6 +63,8 @@ class Command(Envelope):
     changes: WorkerChanges
     # Increases with every command the monitor issues; a worker ignores older ones.
     generation: int = Field(ge=1)
+    # Present when the monitor signs commands (COMMAND_SIGNING_KEY).
+    signature: Signature | None = None
 
     @property
     def is_fleet(self) -> bool:

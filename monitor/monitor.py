@@ -23,6 +23,7 @@ from bus.connection import Bus, Delivery
 from bus.errors import BusError, InvalidMessage, Unroutable
 from bus.logs import fields
 from bus.settings import Settings
+from bus.signing import sign
 from bus.topology import ECHO_KEY
 from models.messages import ECHO, LIFECYCLE, STATUS, Command, Echo, Registration
 from models.monitor_model import Detail, EventKind, FleetEvent, Liveness
@@ -148,6 +149,15 @@ class MonitorService:
             **command.changes.fields(),
             "awaiting": awaiting,
         }
+        key = self.settings.command_signing_key
+        if key is not None:  # signed afresh on every (re)send: a new expiry each time
+            command = sign(
+                command,
+                key.get_secret_value().encode(),
+                self.settings.command_signing_key_id,
+                utc_now(),
+                self.settings.command_ttl,
+            )
         try:
             self.bus.publish(
                 "command",

@@ -9,6 +9,7 @@ from bus.connection import Bus, Delivery
 from bus.errors import InvalidMessage
 from bus.logs import fields
 from bus.settings import Settings
+from bus.signing import verify
 from bus.topology import GOODBYE_KEY, REGISTER_KEY, Topology
 from models.messages import COMMAND, Ack, Goodbye, Registration, Status
 from models.worker_model import FLEET, utc_now
@@ -55,6 +56,14 @@ class WorkerService:
         command = decode(delivery.body, COMMAND, delivery.content_type)
         if command.target not in (self.worker_id, FLEET):
             raise InvalidMessage(f"command for {command.target!r} reached {self.worker_id!r}")
+        key = self.settings.command_signing_key
+        if key is not None:
+            verify(
+                command,
+                key.get_secret_value().encode(),
+                self.settings.command_signing_key_id,
+                utc_now(),
+            )
         ack = self.core.apply(command, utc_now())
         for name, change in ack.diff.items():
             log.info(f"{name}: {change}", extra=fields(worker=self.worker_id))

@@ -5,14 +5,17 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from conftest import Fleet
 from harness import STATUS_INTERVAL, MonitorThread, wait_for
 
 from bus.local_broker import LocalBroker
-from models.messages import Outcome, Registration, Status
+from bus.signing import sign
+from models.messages import Command, Outcome, Registration, Status
 from models.monitor_model import Liveness
+from models.worker_model import WorkerChanges
 
 # Lost after 3 silent intervals, judged every interval/2; plus slack for a loaded machine.
 LOST_BOUND = 3 * STATUS_INTERVAL + STATUS_INTERVAL / 2 + 2.0
@@ -202,3 +205,36 @@ def test_malformed_messages_are_dead_lettered_and_work_goes_on(fleet: Fleet) -> 
     command = monitor.command("w1", True)
     wait_for(lambda: fleet.probe.ack_for("w1", command), 10, "ack after the garbage")
     assert fleet.workers["w1"].process.poll() is None
+
+
+def test_with_a_signing_key_workers_obey_only_the_monitors_signed_commands(
+    broker_url: str, tmp_path: Path
+) -> None:
+    fleet = Fleet(broker_url, tmp_path, command_signing_key="fleet-key")
+    try:
+        fleet.probe.poll()
+        monitor = fleet.start_monitor()
+        worker = fleet.start_worker("w1", COMMAND_SIGNING_KEY="fleet-key")
+        wait_for(lambda: online(monitor, "w1"), 20, "w1 online")
+        signed = monitor.command("w1", True)
+        assert wait_for(lambda: fleet.probe.ack_for("w1", signed), 10, "ack").outcome is (
+            Outcome.APPLIED
+        )
+        # An unsigned command and a forged one, straight onto the command exchange.
+        unsigned = Command(target="w1", changes=WorkerChanges(active=False), generation=2**60)
+        forged = sign(unsigned, b"guessed", "k1", datetime.now(UTC), 30)
+        fleet.probe.publish_command(unsigned)
+        fleet.probe.publish_command(forged)
+        letters: list[tuple[bytes, dict[str, object]]] = []
+
+        def two_letters() -> bool:
+            letters.extend(fleet.probe.dead_letters())
+            return len(letters) >= 2
+
+        wait_for(two_letters, 10, "both refused")
+        reasons = sorted(str(headers["x-fireworks-reason"]) for _, headers in letters)
+        assert reasons == ["command is not signed", "command signature does not match"]
+        assert monitor.observed_active("w1") is True  # nothing changed
+        assert "active: True -> False" not in worker.log()
+    finally:
+        fleet.close()
