@@ -92,7 +92,8 @@ class Fleet:
         self.namespace = f"t{uuid.uuid4().hex[:10]}"
         self.topology = Topology(self.namespace)
         self.settings: Settings = make_settings(url, self.namespace, **settings)
-        self.workers: dict[str, WorkerProcess] = {}
+        self.workers: dict[str, WorkerProcess] = {}  # the latest process of each id
+        self._processes: list[WorkerProcess] = []  # every one started, to stop them all
         self.monitor: MonitorThread | None = None
         self._probe: Probe | None = None
 
@@ -109,10 +110,11 @@ class Fleet:
     def start_worker(self, worker_id: str, **env: str) -> WorkerProcess:
         worker = WorkerProcess(self.settings, worker_id, self.workdir, **env)
         self.workers[worker_id] = worker
+        self._processes.append(worker)
         return worker
 
     def close(self) -> None:
-        for worker in self.workers.values():
+        for worker in self._processes:
             if worker.process.poll() is None:
                 worker.kill()
         if self.monitor is not None:

@@ -135,7 +135,7 @@ class Scenario:
         return summary
 
     def close(self) -> None:
-        for worker in self.workers.values():
+        for worker in itertools.chain.from_iterable(self.worker_logs.values()):  # all of them
             if worker.process.poll() is None:
                 worker.kill()
         for monitor in self.monitors:

@@ -174,7 +174,9 @@ def test_worker_started_before_the_broker_registers_once_it_is_up(
         wait_for(lambda: "broker unavailable" in worker.log(), 15, "worker retrying")
         assert worker.process.poll() is None
         local_broker.start()
-        start(fleet, "early")
+        monitor = fleet.start_monitor()
+        wait_for(lambda: online(monitor, "early"), 30, "the early worker online")
+        assert worker.process.poll() is None  # the same process, never restarted
         assert "Traceback" not in worker.log()
     finally:
         fleet.close()
