@@ -382,6 +382,22 @@ class ProcessFleet:
             for w in worker_ids
         )
 
+    @classmethod
+    @contextlib.contextmanager
+    def running(
+        cls, url: str, workdir: Path, worker_ids: tuple[str, ...], **monitor_env: str
+    ) -> Iterator[ProcessFleet]:
+        """A monitor and these workers, all online; everything stopped afterwards."""
+        fleet = cls(url, workdir)
+        try:
+            fleet.start_monitor(**monitor_env)
+            for worker_id in worker_ids:
+                fleet.start_worker(worker_id)
+            fleet.wait_online(*worker_ids)
+            yield fleet
+        finally:
+            fleet.close()
+
     def wait_online(self, *worker_ids: str, timeout: float = 20) -> None:
         wait_for(lambda: self.online(*worker_ids), timeout, f"{worker_ids} online")
 

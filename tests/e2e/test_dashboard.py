@@ -103,15 +103,9 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def stack(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessFleet]:
-    fleet = ProcessFleet(broker_url, tmp_path_factory.mktemp("dashboard"))
-    try:
-        fleet.start_monitor()
-        for worker_id in WORKERS:
-            fleet.start_worker(worker_id)
-        fleet.wait_online(*WORKERS)
+    workdir = tmp_path_factory.mktemp("dashboard")
+    with ProcessFleet.running(broker_url, workdir, WORKERS) as fleet:
         yield fleet
-    finally:
-        fleet.close()
 
 
 @pytest.fixture(scope="module")

@@ -43,15 +43,11 @@ ACTIVATED, DEACTIVATED = "active: False -> True", "active: True -> False"
 
 @pytest.fixture(scope="module")
 def stack(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessFleet]:
-    fleet = ProcessFleet(broker_url, tmp_path_factory.mktemp("api"))
-    try:
-        fleet.start_monitor(WORKER_RETENTION=str(RETENTION))
-        for worker_id in WORKERS:
-            fleet.start_worker(worker_id)
-        fleet.wait_online(*WORKERS)
+    workdir = tmp_path_factory.mktemp("api")
+    with ProcessFleet.running(
+        broker_url, workdir, WORKERS, WORKER_RETENTION=str(RETENTION)
+    ) as fleet:
         yield fleet
-    finally:
-        fleet.close()
 
 
 @pytest.fixture

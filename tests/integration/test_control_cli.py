@@ -26,15 +26,9 @@ ANSWER = re.compile(r"^(?P<worker>\S+): (?P<outcome>applied|unchanged) in (?P<ms
 
 @pytest.fixture(scope="module")
 def stack(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessFleet]:
-    fleet = ProcessFleet(broker_url, tmp_path_factory.mktemp("cli"))
-    try:
-        fleet.start_monitor()
-        for worker_id in WORKERS:
-            fleet.start_worker(worker_id)
-        fleet.wait_online(*WORKERS)
+    workdir = tmp_path_factory.mktemp("cli")
+    with ProcessFleet.running(broker_url, workdir, WORKERS) as fleet:
         yield fleet
-    finally:
-        fleet.close()
 
 
 def environment(api_url: str) -> dict[str, str]:

@@ -49,6 +49,7 @@ from models.monitor_model import Liveness
 from models.worker_model import FLEET, FieldChange, Worker, WorkerChanges
 from monitor.monitor import MonitorService
 from monitor.registry import Heard, Registry, UnknownWorker
+from unit.fake_clock import WALL0, FakeClock
 from workers.state import WorkerState
 from workers.worker import WorkerService
 
@@ -657,26 +658,9 @@ TestWorkerState.settings = STATEFUL
 # -- Registry: random fleets on a fake clock ---------------------------------------------------
 
 POOL = ("a", "b", "c", "d")
-WALL0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 TTL = 10.0
 RETENTION = 20.0  # longer than TTL, as with the defaults (3600 s vs 30 s)
 SWEEP = 0.5  # time between two of the monitor's sweeps (it sweeps at most 1 s apart)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.wall_now = WALL0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def wall(self) -> datetime:
-        return self.wall_now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        self.wall_now += timedelta(seconds=seconds)
 
 
 class RegistryMachine(RuleBasedStateMachine):

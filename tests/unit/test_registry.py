@@ -13,30 +13,12 @@ from models.messages import Ack, Command, Goodbye, Outcome, Registration, Status
 from models.monitor_model import Liveness
 from models.worker_model import FLEET, FieldChange, Worker, WorkerChanges
 from monitor.registry import LOST_AFTER_INTERVALS, Expired, Registry, Transition, UnknownWorker
+from unit.fake_clock import WALL0, FakeClock
 
-WALL0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 STARTED = datetime(2026, 3, 1, 11, 0, 0, tzinfo=UTC)
 INTERVAL = 2.0  # status interval used throughout: LOST after > 6.0 s of silence
 TTL = 30.0
 RETENTION = 100.0
-
-
-class FakeClock:
-    """A monotonic clock and a wall clock that only move when told to."""
-
-    def __init__(self, start: float = 1000.0, wall: datetime = WALL0) -> None:
-        self.now = start
-        self.wall_now = wall
-
-    def __call__(self) -> float:
-        return self.now
-
-    def wall(self) -> datetime:
-        return self.wall_now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        self.wall_now += timedelta(seconds=seconds)
 
 
 @pytest.fixture
