@@ -1,0 +1,140 @@
+"""The floor: what bare pika does on the same broker, with the same process layout as
+the Fireworks side (the bench's connection here, one connection per simulated worker
+in the host processes)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pika
+
+from bench.common import Hosts, Plan, median, namespace, percentile, wait_for
+from bench.hosts import fanout_exchange, raw_queue, storm_queue
+
+# About the size of a Fireworks command.
+REQUEST = b"x" * 300
+
+
+class RawClient:
+    """The bench's own bare pika connection: requests, fan-outs, queue drains."""
+
+    def __init__(self, url: str, space: str) -> None:
+        self.space = space
+        self.connection = pika.BlockingConnection(pika.URLParameters(url))
+        self.channel = self.connection.channel()
+        self.channel.exchange_declare(fanout_exchange(space), "fanout", auto_delete=True)
+        self.reply_queue = self.channel.queue_declare("", exclusive=True).method.queue
+        self.channel.basic_consume(self.reply_queue, self._on_reply, auto_ack=True)
+        self.replies: Counter[str] = Counter()
+
+    def _on_reply(self, ch: Any, method: Any, properties: Any, body: bytes) -> None:
+        self.replies[properties.correlation_id] += 1
+
+    def request(self, exchange: str, routing_key: str, answers: int, timeout: float = 30) -> float:
+        """Seconds from one publish until `answers` replies are in."""
+        correlation = uuid.uuid4().hex
+        properties = pika.BasicProperties(reply_to=self.reply_queue, correlation_id=correlation)
+        started = time.perf_counter()
+        self.channel.basic_publish(exchange, routing_key, REQUEST, properties)
+        self.pump(lambda: self.replies[correlation] >= answers, timeout, "replies")
+        elapsed = time.perf_counter() - started
+        del self.replies[correlation]
+        return elapsed
+
+    def pump(self, done: Any, timeout: float, what: str) -> None:
+        """Serve this connection until `done()`; it returns as soon as a message is in."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"raw client: no {what} within {timeout:.0f} s")
+            self.connection.process_data_events(time_limit=left)
+
+    def ready_count(self, queue: str) -> int:
+        return int(self.channel.queue_declare(queue, passive=True).method.message_count)
+
+    def close(self) -> None:
+        if self.connection.is_open:
+            self.connection.close()
+
+
+def round_trips_and_fanouts(
+    url: str, plan: Plan, logs: Path
+) -> tuple[dict[str, float], list[float]]:
+    """Request/reply to one consumer, then one publish to N consumers until all answered."""
+    space = namespace("raw")
+    client = RawClient(url, space)
+    hosts = Hosts("raw", url, space, plan.hosts, logs)
+    figures: dict[str, float] = {}
+    try:
+        hosts.grow(1)
+        target = raw_queue(space, 0)
+        for _ in range(20):  # warm-up
+            client.request("", target, 1)
+        samples = [client.request("", target, 1) * 1000 for _ in range(plan.round_trips)]
+        figures["rtt_p50"], figures["rtt_p99"] = percentile(samples, 50), percentile(samples, 99)
+        for size in plan.fanout_sizes:
+            hosts.grow(size)
+            client.request(fanout_exchange(space), "", size)  # warm-up
+            trials = [
+                client.request(fanout_exchange(space), "", size) * 1000
+                for _ in range(plan.fanout_trials)
+            ]
+            figures[f"fanout_{size}"] = median(trials)
+    finally:
+        hosts.close()
+        client.close()
+    return figures, samples
+
+
+def storm(url: str, plan: Plan, logs: Path) -> float:
+    """Milliseconds from telling the hosts to start until every connection published once."""
+    space = namespace("storm")
+    client = RawClient(url, space)
+    queue = storm_queue(space)
+    client.channel.queue_declare(queue, auto_delete=True)
+    heard: list[bytes] = []
+    client.channel.basic_consume(queue, lambda ch, m, p, body: heard.append(body), auto_ack=True)
+    hosts = Hosts("storm", url, space, plan.hosts, logs)
+    try:
+        started = time.perf_counter()
+        hosts.grow(plan.storm_size, wait=False)
+        client.pump(lambda: len(heard) >= plan.storm_size, 120, "storm messages")
+        elapsed = time.perf_counter() - started
+        hosts.wait_started()
+    finally:
+        hosts.close()
+        client.close()
+    return elapsed * 1000
+
+
+def consume_rate(url: str, bodies: list[bytes]) -> float:
+    """Messages per second one bare consumer (prefetch 200, acking 50 at a time) takes
+    off a queue that holds `bodies`."""
+    space = namespace("consume")
+    client = RawClient(url, space)
+    queue = f"{space}.consume"
+    try:
+        client.channel.queue_declare(queue, auto_delete=True)
+        for body in bodies:
+            client.channel.basic_publish("", queue, body)
+        wait_for(lambda: client.ready_count(queue) >= len(bodies), 60, "the queue to fill")
+        taken = 0
+
+        def take(ch: Any, method: Any, properties: Any, body: bytes) -> None:
+            nonlocal taken
+            taken += 1
+            if taken % 50 == 0 or taken == len(bodies):  # acks in batches, well inside prefetch
+                ch.basic_ack(method.delivery_tag, multiple=True)
+
+        client.channel.basic_qos(prefetch_count=200)
+        started = time.perf_counter()
+        client.channel.basic_consume(queue, take)
+        client.pump(lambda: taken >= len(bodies), 120, "messages")
+        return len(bodies) / (time.perf_counter() - started)
+    finally:
+        client.close()

@@ -1,0 +1,365 @@
+"""Medians, ratios and targets of a run, written as JSON, markdown and a PNG plot."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.common import Plan, median
+
+Figures = dict[str, float]  # "side.name" -> value, for one run (or one idle window)
+
+
+@dataclass(frozen=True)
+class Target:
+    text: str
+    key: str  # a ratio or a figure
+    below: bool  # pass when the value is at most (True) or at least (False) the limit
+    limit: float
+
+    def met(self, value: float) -> bool:
+        return value <= self.limit if self.below else value >= self.limit
+
+
+def ratios(run: Figures, plan: Plan) -> Figures:
+    """Ratios taken within one run (or one footprint window)."""
+    pairs: dict[str, tuple[str, str]] = {}
+    for n in plan.fleet_sizes:
+        pairs[f"rtt_{n}/floor"] = (f"fireworks.rtt_{n}_p50", "floor.rtt_p50")
+    pairs["http/floor"] = ("fireworks.http_p50", "floor.rtt_p50")
+    first = plan.fleet_sizes[0]
+    pairs["celery_ping/rtt"] = ("celery.ping_p50", f"fireworks.rtt_{first}_p50")
+    pairs["celery_control/rtt"] = ("celery.control_p50", f"fireworks.rtt_{first}_p50")
+    for n in plan.fanout_sizes:
+        pairs[f"fanout_{n}/floor"] = (f"fireworks.fanout_{n}", f"floor.fanout_{n}")
+    pairs["storm/floor"] = (f"fireworks.storm_{plan.storm_size}", f"floor.storm_{plan.storm_size}")
+    pairs["ingest/floor"] = ("fireworks.ingest_rate", "floor.consume_rate")
+    pairs["worker_rss/bare"] = ("footprint.worker_rss_mb", "footprint.bare_rss_mb")
+    pairs["worker_rss/celery"] = ("footprint.worker_rss_mb", "footprint.celery_rss_mb")
+    pairs["monitor_rss/bare"] = ("footprint.monitor_rss_mb", "footprint.bare_rss_mb")
+    return {name: run[a] / run[b] for name, (a, b) in pairs.items() if a in run and b in run}
+
+
+def targets(plan: Plan) -> list[Target]:
+    found = [
+        Target(f"command round trip p50, {n} worker(s), ≤ 1.5x raw request/reply", key, True, 1.5)
+        for n in plan.fleet_sizes
+        for key in [f"rtt_{n}/floor"]
+    ]
+    found.append(
+        Target("Celery `control.ping` p50 ≥ 5x the command round trip", "celery_ping/rtt", False, 5)
+    )
+    found += [
+        Target(f"fan-out to {n} workers ≤ 1.5x raw fan-out", f"fanout_{n}/floor", True, 1.5)
+        for n in plan.fanout_sizes
+        if n >= 100
+    ]
+    found += [
+        Target(
+            "ingest ≥ 10,000 statuses/s with history on", "fireworks.ingest_rate", False, 10_000
+        ),
+        Target(f"registration storm of {plan.storm_size} ≤ 1.5x raw", "storm/floor", True, 1.5),
+        Target("worker RSS ≤ 1.2x bare pika + pydantic", "worker_rss/bare", True, 1.2),
+        Target("worker RSS below the Celery worker's", "worker_rss/celery", True, 0.999),
+        Target("worker idle CPU near zero (≤ 1% of a core)", "footprint.worker_cpu_pct", True, 1.0),
+        Target(
+            "monitor idle CPU near zero (≤ 1% of a core)", "footprint.monitor_cpu_pct", True, 1.0
+        ),
+    ]
+    return found
+
+
+def summarise(
+    plan: Plan, runs: list[Figures], windows: list[Figures], machine: dict[str, Any]
+) -> dict[str, Any]:
+    """Every figure and every ratio as the median over runs (footprint: over windows)."""
+    per_run = [{**run, **ratios(run, plan)} for run in runs]
+    per_window = [{**window, **ratios(window, plan)} for window in windows]
+    medians: Figures = {}
+    for rows in (per_run, per_window):
+        for key in sorted({key for row in rows for key in row}):
+            values = [row[key] for row in rows if key in row]
+            medians[key] = median(values)
+    checked = [
+        {
+            "target": t.text,
+            "key": t.key,
+            "value": medians.get(t.key),
+            "limit": t.limit,
+            "pass": t.key in medians and t.met(medians[t.key]),
+        }
+        for t in targets(plan)
+    ]
+    return {
+        "machine": machine,
+        "plan": plan.__dict__,
+        "median": medians,
+        "targets": checked,
+        "runs": per_run,
+        "footprint_windows": per_window,
+    }
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def _pair(m: Figures, p50: str, p99: str) -> str:
+    return f"{_ms(m.get(p50))} / {_ms(m.get(p99))}" if p50 in m else "-"
+
+
+def _x(m: Figures, key: str) -> str:
+    return f"{m[key]:.2f}x" if key in m else "-"
+
+
+def results_table(summary: dict[str, Any]) -> str:
+    m: Figures = summary["median"]
+    plan = Plan(**summary["plan"])
+    first = plan.fleet_sizes[0]
+    rows: list[tuple[str, str, str, str, str, str]] = []
+    ping = _pair(m, "celery.ping_p50", "celery.ping_p99")
+    for n in plan.fleet_sizes:
+        rows.append(
+            (
+                f"command round trip, {n} worker(s) connected, p50 / p99 ms",
+                _pair(m, f"fireworks.rtt_{n}_p50", f"fireworks.rtt_{n}_p99"),
+                _pair(m, "floor.rtt_p50", "floor.rtt_p99"),
+                _x(m, f"rtt_{n}/floor"),
+                f"{ping} (ping)" if n == first else "",
+                _x(m, "celery_ping/rtt") if n == first else "",
+            )
+        )
+    rows.append(
+        (
+            "same through HTTP `POST …/activate?wait=true`, p50 / p99 ms",
+            _pair(m, "fireworks.http_p50", "fireworks.http_p99"),
+            _pair(m, "floor.rtt_p50", "floor.rtt_p99"),
+            _x(m, "http/floor"),
+            "",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "remote-control command with reply, p50 / p99 ms",
+            _pair(
+                m,
+                f"fireworks.rtt_{first}_p50",
+                f"fireworks.rtt_{first}_p99",
+            ),
+            "",
+            "",
+            _pair(m, "celery.control_p50", "celery.control_p99") + " (rate_limit)",
+            _x(m, "celery_control/rtt"),
+        )
+    )
+    for n in plan.fanout_sizes:
+        rows.append(
+            (
+                f"fan-out: activate all {n} until every ack, ms",
+                _ms(m.get(f"fireworks.fanout_{n}")),
+                _ms(m.get(f"floor.fanout_{n}")),
+                _x(m, f"fanout_{n}/floor"),
+                "",
+                "",
+            )
+        )
+    size = plan.storm_size
+    rows.append(
+        (
+            f"registration storm: {size} start at once until all online, ms",
+            _ms(m.get(f"fireworks.storm_{size}")),
+            _ms(m.get(f"floor.storm_{size}")),
+            _x(m, "storm/floor"),
+            "",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "ingest: statuses/s the monitor takes in with history on",
+            f"{m.get('fireworks.ingest_rate', 0):,.0f}",
+            f"{m.get('floor.consume_rate', 0):,.0f} (raw consume)",
+            _x(m, "ingest/floor"),
+            "",
+            "",
+        )
+    )
+    for who in ("worker", "monitor"):
+        rows.append(
+            (
+                f"{who} process RSS, MB",
+                f"{m.get(f'footprint.{who}_rss_mb', 0):.1f}",
+                f"{m.get('footprint.bare_rss_mb', 0):.1f} (bare pika + pydantic)",
+                _x(m, f"{who}_rss/bare"),
+                f"{m.get('footprint.celery_rss_mb', 0):.1f} (worker, pool solo)",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"{who} idle CPU, % of one core",
+                f"{m.get(f'footprint.{who}_cpu_pct', 0):.2f}",
+                f"{m.get('footprint.bare_cpu_pct', 0):.2f}",
+                "",
+                f"{m.get('footprint.celery_cpu_pct', 0):.2f}",
+                "",
+            )
+        )
+    head = "| measure | Fireworks | floor (raw pika) | x floor | Celery 5 | Celery / Fireworks |"
+    lines = [head, "|---|---:|---:|---:|---:|---:|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def targets_table(summary: dict[str, Any]) -> str:
+    lines = ["| target | measured | result |", "|---|---:|---|"]
+    for t in summary["targets"]:
+        value = t["value"]
+        shown = "-" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+        if value is not None and "/" in t["key"]:
+            shown += "x"
+        lines.append(f"| {t['target']} | {shown} | {'pass' if t['pass'] else '**miss**'} |")
+    return "\n".join(lines)
+
+
+PLOT_SERIES = {
+    "floor_rtt": "raw pika request/reply",
+    "rtt_1": "Fireworks command, 1 worker",
+    "rtt_10": "Fireworks command, 10 workers",
+    "rtt_100": "Fireworks command, 100 workers",
+    "http": "Fireworks via HTTP ?wait=true",
+    "celery_ping": "Celery control.ping",
+    "celery_rate_limit": "Celery rate_limit (reply)",
+}
+
+
+def plot(summary: dict[str, Any], samples: dict[str, list[float]], path: Path) -> None:
+    """Latency distributions (ECDF, log scale) and the fan-out/storm medians."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m: Figures = summary["median"]
+    plan = Plan(**summary["plan"])
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5), width_ratios=(3, 2))
+    for key, label in PLOT_SERIES.items():
+        values = sorted(samples.get(key, []))
+        if values:
+            share = [(i + 1) / len(values) for i in range(len(values))]
+            left.step(values, share, where="post", label=label)
+    left.set_xscale("log")
+    left.set_xlabel("round trip, ms (log)")
+    left.set_ylabel("share of requests at or below")
+    left.set_title("Round-trip latency distributions (all runs)")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=8, loc="lower right")
+    labels = [f"fan-out {n}" for n in plan.fanout_sizes] + [f"storm {plan.storm_size}"]
+    keys = [f"fanout_{n}" for n in plan.fanout_sizes] + [f"storm_{plan.storm_size}"]
+    spots = range(len(keys))
+    ours = [m.get(f"fireworks.{k}", 0) for k in keys]
+    floor = [m.get(f"floor.{k}", 0) for k in keys]
+    right.bar([s - 0.2 for s in spots], ours, width=0.4, label="Fireworks")
+    right.bar([s + 0.2 for s in spots], floor, width=0.4, label="raw pika")
+    right.set_xticks(list(spots), labels)
+    right.set_yscale("log")
+    right.set_ylabel("ms until every answer is in (median, log)")
+    right.set_title("Fan-out and registration storm")
+    right.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def markdown(summary: dict[str, Any], command: str) -> str:
+    machine = summary["machine"]
+    plan = Plan(**summary["plan"])
+    about = "\n".join(f"- {name}: {value}" for name, value in machine.items())
+    return f"""# Benchmarks
+
+Fireworks beside the floor of its own stack (bare pika on the same broker, same process
+layout) and beside the peer a user would pick instead (Celery 5 remote control), all in
+one run on one private RabbitMQ node that the bench starts and removes itself. Run by
+hand, not in CI.
+
+```sh
+pip install -e '.[bench]'
+python -m bench            # full: 3 runs by default (--repeat N), under 15 minutes
+python -m bench --quick    # one run, fewer samples: a few minutes
+```
+
+It prints the tables below and writes this file, `docs/benchmarks.json` (every run's
+figures and ratios) and `docs/benchmarks.png`. This copy: `{command}`.
+
+## Targets
+
+{targets_table(summary)}
+
+## Results
+
+Median of {plan.repeat} runs; every ratio is taken within a run, then its median is shown.
+p50/p99 are over {plan.round_trips} round trips per run; fan-outs are the median of
+{plan.fanout_trials} trials per run; footprint figures are the median of {plan.repeat}
+idle windows of {plan.idle_window:.0f} s.
+
+{results_table(summary)}
+
+![Latency distributions, fan-out and storm](benchmarks.png)
+
+## How each figure is taken
+
+- **Floor, request/reply**: the bench's pika connection publishes to one consumer's
+  queue and waits for its reply (reply_to, correlation id); the consumer is a bare pika
+  connection in another process that answers every message. The same consumers, bound
+  to one fanout exchange, give the **raw fan-out** (one publish, N replies).
+- **Command round trip**: the real monitor (`fireworks.cli.build`, history on) runs on
+  a thread of the bench process; from `MonitorService.command(...)` until the monitor
+  emits the acknowledgement (a listener on its events), alternating activate/deactivate
+  so every command changes the worker. Workers are the real bus + `WorkerService`, one
+  connection and thread each, spread over {plan.hosts} host processes
+  (`bench/hosts.py`), with the default status interval (2 s) running meanwhile.
+- **HTTP**: `POST /api/workers/w0/activate?wait=true` on a kept-alive connection to the
+  monitor's own API (uvicorn, in the same process), answered when the ack is in.
+- **Celery**: a real `celery worker --pool solo` process (one process, like one
+  Fireworks worker; gossip, mingle and heartbeats left on as by default), asked with
+  `app.control.ping(destination=[one], limit=1)` and `app.control.rate_limit(...,
+  reply=True, limit=1)` from the bench process.
+- **Fan-out**: `MonitorService.command("all", …)` until every worker acknowledged;
+  10 and 100 on the staged fleet, {plan.storm_size} on the storm's fleet.
+- **Registration storm**: host processes already running are told to start
+  {plan.storm_size} workers at once; timed until the monitor has emitted
+  `registered` for all. Raw: the same hosts open {plan.storm_size} bare connections that
+  publish one message each, timed until the bench has consumed all of them.
+- **Ingest**: {plan.ingest_workers} worker ids are made known to the monitor first; then
+  its bus thread is held (a job handed to it waits on an event) while
+  {plan.ingest_batch} valid statuses fill its status queue, and released: statuses per
+  second until its bus has taken them all. That is the highest rate it sustains before
+  a backlog grows, i.e. how many workers at 1 Hz one monitor holds. Raw: one bare
+  consumer (prefetch 200, acking 50 at a time) draining the same bodies.
+- **Footprint**: real `fireworks monitor` (history and API on) and `fireworks worker`
+  processes, a bare process (`bench/bare.py`: pika and pydantic imported, one
+  connection, three channels) and the Celery worker above; RSS and CPU time over idle
+  windows (psutil), after one settling window.
+
+## Machine
+
+{about}
+
+The machine has 2 cores, and the broker, the bench, the host processes and (possibly)
+other test suites share them, so figures are noisy; the load average above says how
+busy it was. Compare ratios, which are taken within one run, rather than absolute figures.
+"""
+
+
+def write(
+    summary: dict[str, Any], samples: dict[str, list[float]], out: Path, command: str
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmarks.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot(summary, samples, out / "benchmarks.png")
+    (out / "benchmarks.md").write_text(markdown(summary, command))
