@@ -17,15 +17,15 @@ from uuid import UUID
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import AwareDatetime, SecretStr
+from pydantic import AwareDatetime, BeforeValidator, SecretStr
 
 from bus.errors import SettingsError
 from bus.logs import fields
 from models.api_model import AckReport, CommandResult, Commands, Health, WorkerHistory
 from models.messages import Outcome
-from models.monitor_model import EventKind, FleetEvent, WorkerView
+from models.monitor_model import EventKind, FleetEvent, FleetView, WorkerView
 from models.worker_model import FLEET
 from monitor.metrics import Metrics
 from monitor.monitor import MonitorService
@@ -39,11 +39,73 @@ KEEPALIVE = 15.0
 STATIC = FilePath(__file__).with_name("static")
 
 
+def _not_a_number(value: object) -> object:
+    """A time is ISO 8601 with a zone; pydantic alone would take a number for Unix time."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+        raise ValueError("a time is ISO 8601 with a zone, not a number")
+    return value
+
+
 WaitQuery = Annotated[bool, Query(description="answer once every worker acknowledged")]
 TimeoutQuery = Annotated[float, Query(gt=0, le=300, description="seconds to wait")]
-Since = Annotated[AwareDatetime | None, Query(description="from (ISO 8601 with zone)")]
-Until = Annotated[AwareDatetime | None, Query(description="to (ISO 8601 with zone)")]
+Since = Annotated[
+    AwareDatetime | None,
+    BeforeValidator(_not_a_number),
+    Query(description="from (ISO 8601 with zone)"),
+]
+Until = Annotated[
+    AwareDatetime | None,
+    BeforeValidator(_not_a_number),
+    Query(description="to (ISO 8601 with zone)"),
+]
 Limit = Annotated[int, Query(gt=0, le=10_000)]
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "string", "contentMediaType": "application/json", "contentSchema": schema}
+
+
+def _ref(model: type[Any]) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+# One event of /api/stream, as OpenAPI 3.2 documents Server-Sent Events (`itemSchema`).
+STREAM_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "oneOf": [
+        {
+            "properties": {
+                "event": {"const": "fleet"},
+                "data": _json(
+                    {
+                        "type": "object",
+                        "required": list(FleetView.model_fields),
+                        "properties": {
+                            "fleet_desired_active": {"type": ["boolean", "null"]},
+                            "workers": {"type": "array", "items": _ref(WorkerView)},
+                        },
+                    }
+                ),
+            }
+        },
+        {
+            "properties": {
+                "event": {"enum": [kind.value for kind in EventKind]},
+                "data": _json(_ref(FleetEvent)),
+            }
+        },
+        {"properties": {"event": {"const": "dropped"}, "data": _json({"type": "object"})}},
+    ],
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such worker"}}
+HISTORY_OFF: dict[int | str, dict[str, Any]] = {
+    404: {"description": "history is off (FIREWORKS_DB is empty)"}
+}
 
 
 class Action(StrEnum):
@@ -180,16 +242,47 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
     async def list_workers() -> list[WorkerView]:
         return service.read(Registry.view).workers
 
-    @app.get("/api/workers/{worker_id}", response_model=WorkerView, dependencies=reads)
+    @app.get(
+        "/api/workers/{worker_id}",
+        response_model=WorkerView,
+        dependencies=reads,
+        responses=NOT_FOUND,
+    )
     async def get_worker(worker_id: str) -> WorkerView:
         return worker_view(worker_id)
+
+    # Before the POST below, whose `{action}` also matches `history`: Starlette answers a
+    # method no route of a path takes with the first such route's `Allow` (GET here).
+    @app.get(
+        "/api/workers/{worker_id}/history",
+        response_model=WorkerHistory,
+        dependencies=reads,
+        responses={404: {"description": "no such worker, or history is off"}},
+    )
+    async def worker_history(
+        worker_id: Annotated[str, Path()],
+        since: Since = None,
+        until: Until = None,
+        limit: Limit = 1000,
+    ) -> WorkerHistory:
+        if store is None:
+            raise HTTPException(404, "history is off (FIREWORKS_DB is empty)")
+        try:
+            current: WorkerView | None = worker_view(worker_id)
+        except HTTPException:
+            if not await asyncio.to_thread(store.known, worker_id):
+                raise
+            current = None
+        samples = await asyncio.to_thread(store.samples, worker_id, since, until, limit)
+        events = await asyncio.to_thread(store.events, since, until, worker_id, limit)
+        return WorkerHistory(worker=current, samples=samples, events=events)
 
     @app.post(
         "/api/workers/{worker_id}/{action}",
         dependencies=writes,
         response_model=Commands,
         status_code=202,
-        responses={200: {"model": Commands}, 404: {}, 504: {"model": Commands}},
+        responses={200: {"model": Commands}, **NOT_FOUND, 504: {"model": Commands}},
     )
     async def steer_worker(
         worker_id: str, action: Action, wait: WaitQuery = False, timeout: TimeoutQuery = 10.0
@@ -210,26 +303,9 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
     ) -> Response:
         return await steer(FLEET, action, wait, timeout)
 
-    @app.get("/api/workers/{worker_id}/history", response_model=WorkerHistory, dependencies=reads)
-    async def worker_history(
-        worker_id: Annotated[str, Path()],
-        since: Since = None,
-        until: Until = None,
-        limit: Limit = 1000,
-    ) -> WorkerHistory:
-        if store is None:
-            raise HTTPException(404, "history is off (FIREWORKS_DB is empty)")
-        try:
-            current: WorkerView | None = worker_view(worker_id)
-        except HTTPException:
-            if not await asyncio.to_thread(store.known, worker_id):
-                raise
-            current = None
-        samples = await asyncio.to_thread(store.samples, worker_id, since, until, limit)
-        events = await asyncio.to_thread(store.events, since, until, worker_id, limit)
-        return WorkerHistory(worker=current, samples=samples, events=events)
-
-    @app.get("/api/events", response_model=list[FleetEvent], dependencies=reads)
+    @app.get(
+        "/api/events", response_model=list[FleetEvent], dependencies=reads, responses=HISTORY_OFF
+    )
     async def events(
         since: Since = None, until: Until = None, worker: str | None = None, limit: Limit = 1000
     ) -> list[FleetEvent]:
@@ -237,7 +313,12 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
             raise HTTPException(404, "history is off (FIREWORKS_DB is empty)")
         return await asyncio.to_thread(store.events, since, until, worker, limit)
 
-    @app.get("/api/stream", dependencies=reads)
+    @app.get(
+        "/api/stream",
+        dependencies=reads,
+        response_class=StreamingResponse,  # no JSON: the content is documented below
+        responses={200: {"content": {"text/event-stream": {"itemSchema": STREAM_EVENT}}}},
+    )
     async def stream() -> StreamingResponse:
         """Server-Sent Events: the fleet now (`fleet`), then every change as it happens."""
 
@@ -274,7 +355,7 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
             media_type="application/json",
         )
 
-    @app.get("/metrics", dependencies=reads)
+    @app.get("/metrics", dependencies=reads, response_class=PlainTextResponse)
     async def prometheus() -> Response:
         body, content_type = metrics.render(metrics.snapshot(service))
         return Response(body, media_type=content_type)

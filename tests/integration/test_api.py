@@ -301,6 +301,9 @@ def test_post_for_an_unknown_worker_is_404_and_sends_nothing(api: httpx.Client) 
         ("GET", "/api/events?since=2026-01-01T00:00:00", "since"),
         ("GET", "/api/events?until=2026-01-01T00:00:00", "until"),
         ("GET", "/api/events?since=yesterday", "since"),
+        # Not Unix time (pydantic alone reads a number so; the schema says date-time).
+        ("GET", "/api/events?until=0.5", "until"),
+        ("GET", "/api/workers/w1/history?since=1700000000", "since"),
         ("GET", "/api/events?limit=0", "limit"),
         ("GET", "/api/workers/w1/history?since=2026-01-01T00:00:00", "since"),
     ],
@@ -316,6 +319,13 @@ def test_bad_requests_are_422_naming_the_parameter(
     after = view(api, "w1")
     assert after.pending_command is None
     assert after.desired_active == before.desired_active
+
+
+def test_a_history_asked_with_another_method_is_told_to_get_it(api: httpx.Client) -> None:
+    # Its path also fits POST /api/workers/{worker_id}/{action}; Allow named POST before.
+    response = api.request("OPTIONS", "/api/workers/w1/history")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
 
 
 def test_waiting_on_a_worker_that_cannot_answer_is_504_with_what_is_known(
