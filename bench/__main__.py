@@ -7,6 +7,7 @@ import argparse
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -53,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where to write results")
     parser.add_argument("--keep", action="store_true", help="keep the logs of the run")
     args = parser.parse_args(argv)
+    # Stopped from outside: unwind, so the broker, hosts and Celery worker go too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
     repeat = args.repeat or (1 if args.quick else 3)
     plan = Plan.quick(repeat) if args.quick else Plan.full(repeat)
     workdir = Path(tempfile.mkdtemp(prefix="fireworks-bench-"))
