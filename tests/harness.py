@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from bus.connection import Bus
 from bus.local_broker import free_port
 from bus.settings import Settings
+from bus.tls import ssl_options_for
 from bus.topology import ECHO_KEY, Topology
 from models.messages import LIFECYCLE, STATUS, Ack, Command, Goodbye, Registration, Status
 from models.monitor_model import FleetView, WorkerView
@@ -67,6 +68,7 @@ class MonitorThread:
             Topology(settings.fireworks_namespace),
             "test-monitor",
             settings.rabbitmq_heartbeat,
+            ssl_options_for=ssl_options_for(settings),
         )
         self.service = MonitorService(settings, self.bus)
         self._thread = threading.Thread(target=self.bus.run, args=(self.service,), daemon=True)

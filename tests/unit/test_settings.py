@@ -282,3 +282,112 @@ def test_resolved_worker_id_falls_back_to_the_short_hostname(
 ) -> None:
     monkeypatch.setattr(socket, "gethostname", lambda: hostname)
     assert Settings().resolved_worker_id() == expected
+
+
+# -- TLS -------------------------------------------------------------------------------------
+
+
+def test_tls_is_off_by_default() -> None:
+    settings = Settings()
+    assert settings.rabbitmq_tls is False
+    assert settings.rabbitmq_tls_ca_file is None
+    assert settings.rabbitmq_tls_cert_file is None
+    assert settings.rabbitmq_tls_key_file is None
+
+
+def test_tls_for_host_and_port_uses_amqps_on_port_5671(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RABBITMQ_TLS", "true")
+    monkeypatch.setenv("RABBITMQ_HOST", "broker.internal")
+    settings = load_settings()
+    assert settings.broker_urls() == ["amqps://guest:guest@broker.internal:5671/%2F"]
+    assert settings.shown()["RABBITMQ_PORT"] == "5671"  # what it connects to
+
+
+def test_tls_keeps_a_port_set_explicitly_even_5672(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RABBITMQ_TLS", "1")
+    monkeypatch.setenv("RABBITMQ_PORT", "5672")
+    assert Settings().broker_urls() == ["amqps://guest:guest@localhost:5672/%2F"]
+
+
+def test_tls_keeps_a_port_from_dotenv(clean_env: Path) -> None:
+    (clean_env / ".env").write_text("RABBITMQ_TLS=yes\nRABBITMQ_PORT=15671\n")
+    assert Settings().broker_urls() == ["amqps://guest:guest@localhost:15671/%2F"]
+
+
+def test_rabbitmq_url_decides_tls_by_its_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RABBITMQ_TLS", "true")
+    monkeypatch.setenv("RABBITMQ_URL", "amqp://a:x@h1/, amqps://b:y@h2/")
+    assert Settings().broker_urls() == ["amqp://a:x@h1/", "amqps://b:y@h2/"]
+
+
+def test_tls_files_are_read_and_shown(monkeypatch: pytest.MonkeyPatch, clean_env: Path) -> None:
+    for name in ("ca.pem", "client.pem", "client.key"):
+        (clean_env / name).write_text("-----BEGIN-----\n")
+    monkeypatch.setenv("RABBITMQ_TLS_CA_FILE", "ca.pem")
+    monkeypatch.setenv("RABBITMQ_TLS_CERT_FILE", str(clean_env / "client.pem"))
+    monkeypatch.setenv("RABBITMQ_TLS_KEY_FILE", str(clean_env / "client.key"))
+    settings = load_settings()
+    assert settings.rabbitmq_tls_ca_file == Path("ca.pem")
+    shown = settings.shown()
+    assert shown["RABBITMQ_TLS_CA_FILE"] == "ca.pem"
+    assert shown["RABBITMQ_TLS_KEY_FILE"] == str(clean_env / "client.key")
+    assert shown["RABBITMQ_TLS"] == "False"
+    assert shown["RABBITMQ_PORT"] == "5672"
+
+
+def test_empty_tls_files_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RABBITMQ_TLS_CA_FILE", "RABBITMQ_TLS_CERT_FILE", "RABBITMQ_TLS_KEY_FILE"):
+        monkeypatch.setenv(name, "")
+    settings = load_settings()
+    assert settings.rabbitmq_tls_ca_file is None
+    assert settings.rabbitmq_tls_cert_file is None
+
+
+@pytest.mark.parametrize("name", ["RABBITMQ_TLS_CERT_FILE", "RABBITMQ_TLS_KEY_FILE"])
+def test_client_certificate_and_key_go_together(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path, name: str
+) -> None:
+    (clean_env / "half.pem").write_text("-----BEGIN-----\n")
+    monkeypatch.setenv(name, "half.pem")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value) == (
+        "invalid settings: RABBITMQ_TLS_CERT_FILE and RABBITMQ_TLS_KEY_FILE go together:"
+        " set both or neither"
+    )
+    assert caught.value.__suppress_context__ is True
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "problem"),
+    [
+        ("RABBITMQ_TLS_CA_FILE", False, "No such file or directory"),
+        ("RABBITMQ_TLS_CERT_FILE", False, "No such file or directory"),
+        ("RABBITMQ_TLS_KEY_FILE", True, "Is a directory"),
+    ],
+)
+def test_unreadable_tls_file_is_one_line_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path, name: str, make: bool, problem: str
+) -> None:
+    path = clean_env / "pki" / "file.pem"
+    if make:
+        path.mkdir(parents=True)
+    monkeypatch.setenv(name, str(path))
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value) == f"invalid setting {name}: cannot read {path}: {problem}"
+
+
+def test_bad_tls_setting_exits_2_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fireworks.cli import main
+
+    monkeypatch.setenv("RABBITMQ_TLS_CA_FILE", "missing.pem")
+    assert main(["config", "show"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        "fireworks: invalid setting RABBITMQ_TLS_CA_FILE: cannot read missing.pem:"
+        " No such file or directory"
+    ]
