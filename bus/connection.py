@@ -28,6 +28,7 @@ from bus.codec import CONTENT_TYPE, encode
 from bus.errors import BusError, InvalidMessage, NotConnected, Unroutable
 from bus.logs import fields
 from bus.settings import mask_url
+from bus.tls import SslOptionsFor
 from bus.topology import Topology
 
 log = logging.getLogger("fireworks.bus")
@@ -78,10 +79,13 @@ class Bus:
         name: str,
         heartbeat: int = 10,
         backoff: Backoff | None = None,
+        ssl_options_for: SslOptionsFor | None = None,
     ) -> None:
         self.topology = topology
         self.name = name
         self._urls = urls
+        # Options for amqps URLs; without them pika's own (the system's trust store) stay.
+        self._ssl_options_for = ssl_options_for
         self._heartbeat = heartbeat
         self._backoff = backoff or Backoff()
         self._connection: Any = None
@@ -225,6 +229,8 @@ class Bus:
         parameters = []
         for url in self._urls:
             params = pika.URLParameters(url)
+            if params.ssl_options is not None and self._ssl_options_for is not None:
+                params.ssl_options = self._ssl_options_for(params.host)
             params.heartbeat = self._heartbeat
             params.blocked_connection_timeout = BLOCKED_TIMEOUT
             params.connection_attempts = 1

@@ -1,6 +1,6 @@
 """A private, throwaway RabbitMQ node from a local `rabbitmq-server` installation:
 its own temp dir, free ports, removed on exit. Used by `fireworks up --local-broker`
-and by the tests (which also kill -9 and restart it)."""
+and by the tests (which also kill -9 and restart it, or give it a TLS listener)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -46,14 +47,38 @@ def free_ports(count: int) -> list[int]:
         return [int(sock.getsockname()[1]) for sock in socks]
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A node's TLS listener: the CA bundle it verifies clients against, its own
+    certificate and key, and whether a client must present a certificate."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    require_client_cert: bool = False
+
+    def config(self, port: int) -> list[str]:
+        return [
+            f"listeners.ssl.default = {port}",
+            f"ssl_options.cacertfile = {self.ca_file}",
+            f"ssl_options.certfile = {self.cert_file}",
+            f"ssl_options.keyfile = {self.key_file}",
+            "ssl_options.verify = verify_peer",
+            f"ssl_options.fail_if_no_peer_cert = {str(self.require_client_cert).lower()}",
+        ]
+
+
 class LocalBroker:
-    def __init__(self, config: str = "", definitions: Path | None = None) -> None:
+    def __init__(
+        self, config: str = "", definitions: Path | None = None, tls: TlsFiles | None = None
+    ) -> None:
         server = find_server()
         if server is None:
             raise BusError("no rabbitmq-server installation found")
         self.server = server
         self.home = Path(tempfile.mkdtemp(prefix="fireworks-rabbitmq-"))
-        self.port, self.dist_port = free_ports(2)
+        self.tls = tls
+        self._take_ports()
         self.node = f"fireworks-{uuid.uuid4().hex[:8]}@localhost"
         self._process: subprocess.Popen[bytes] | None = None
         self._booted = False
@@ -65,6 +90,18 @@ class LocalBroker:
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
 
+    @property
+    def tls_url(self) -> str:
+        """The TLS listener, by the name its certificate is checked against."""
+        if self.tls_port is None:
+            raise BusError("this node has no TLS listener")
+        return f"amqps://guest:guest@localhost:{self.tls_port}/%2F"
+
+    def _take_ports(self) -> None:
+        ports = free_ports(3 if self.tls else 2)
+        self.port, self.dist_port = ports[:2]
+        self.tls_port = ports[2] if self.tls else None
+
     def start(self, timeout: float = 60.0) -> str:
         """Boot the node (or boot it again on the same ports and data) and wait until
         it accepts AMQP connections. Returns its URL."""
@@ -75,13 +112,15 @@ class LocalBroker:
         except BusError:
             # A first boot may lose its ports to another process between our check and
             # its bind: try once more on fresh ones (a restart must keep its ports).
-            self.port, self.dist_port = free_ports(2)
+            self._take_ports()
             return self._boot(timeout)
 
     def _boot(self, timeout: float) -> str:
         lines = [f"listeners.tcp.default = {self.port}", "loopback_users = none"]
         if self._definitions is not None:
             lines.append(f"load_definitions = {self._definitions}")
+        if self.tls is not None and self.tls_port is not None:
+            lines.extend(self.tls.config(self.tls_port))
         (self.home / "rabbitmq.conf").write_text("\n".join([*lines, self._config, ""]))
         env = {
             **os.environ,
@@ -109,7 +148,7 @@ class LocalBroker:
             if self._process.poll() is not None:
                 tail = (self.home / "server.out").read_text(errors="replace")[-1500:]
                 raise BusError(f"rabbitmq-server exited:\n{tail}")
-            if self._accepts_amqp():
+            if self._accepts_amqp() and self._accepts_tls():
                 self._booted = True
                 return self.url
             time.sleep(0.2)  # polling a child process we started: nothing to wait on
@@ -176,6 +215,16 @@ class LocalBroker:
             except ProcessLookupError:
                 return
             time.sleep(0.05)
+
+    def _accepts_tls(self) -> bool:
+        """The TLS listener, if any, is up too (it may open a moment after the plain one)."""
+        if self.tls_port is None:
+            return True
+        try:
+            socket.create_connection(("127.0.0.1", self.tls_port), timeout=1).close()
+            return True
+        except OSError:
+            return False
 
     def _accepts_amqp(self) -> bool:
         try:

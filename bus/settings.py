@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import socket
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Self
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bus.errors import SettingsError
@@ -15,6 +17,7 @@ from models.worker_model import WorkerId
 
 # Up to the last "@": pika accepts an unquoted "@" in the password.
 _URL_PASSWORD = re.compile(r"(amqps?://[^:/@\s]*:)\S*@", re.IGNORECASE)
+TLS_PORT = 5671
 
 
 def mask_url(url: str) -> str:
@@ -33,6 +36,13 @@ class Settings(BaseSettings):
     # Overrides the five above; may list several brokers, separated by commas or spaces.
     rabbitmq_url: SecretStr | None = None
     rabbitmq_heartbeat: int = Field(default=10, ge=0, le=600)
+    # TLS: amqps:// URLs in RABBITMQ_URL, or RABBITMQ_TLS for the host/port form. The
+    # broker's certificate is checked against this CA bundle (unset: the system's trust
+    # store) and must name the URL's host; the client certificate and key are optional.
+    rabbitmq_tls: bool = False
+    rabbitmq_tls_ca_file: Path | None = None
+    rabbitmq_tls_cert_file: Path | None = None
+    rabbitmq_tls_key_file: Path | None = None
     # Prefix of every exchange and queue name: several fleets can share one vhost.
     fireworks_namespace: str = Field(default="fireworks", pattern=r"^[A-Za-z0-9_-]{1,32}$")
 
@@ -80,6 +90,9 @@ class Settings(BaseSettings):
         "fireworks_db",
         "fireworks_api_token",
         "command_signing_key",
+        "rabbitmq_tls_ca_file",
+        "rabbitmq_tls_cert_file",
+        "rabbitmq_tls_key_file",
         mode="before",
     )
     @classmethod
@@ -87,14 +100,47 @@ class Settings(BaseSettings):
         # Compose passes `${WORKER_ID:-}` as an empty string: that means "not set".
         return None if value == "" else value
 
+    @field_validator("rabbitmq_tls_ca_file", "rabbitmq_tls_cert_file", "rabbitmq_tls_key_file")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        # Found now, as one settings line, rather than as a traceback at the first connect.
+        if path is not None:
+            try:
+                with path.open("rb"):
+                    pass
+            except OSError as error:
+                raise PydanticCustomError(
+                    "unreadable_file",
+                    "cannot read {path}: {reason}",
+                    {"path": str(path), "reason": error.strerror or type(error).__name__},
+                ) from None
+        return path
+
+    @model_validator(mode="after")
+    def _client_cert_and_key_together(self) -> Self:
+        if (self.rabbitmq_tls_cert_file is None) != (self.rabbitmq_tls_key_file is None):
+            raise PydanticCustomError(
+                "tls_client_pair",
+                "RABBITMQ_TLS_CERT_FILE and RABBITMQ_TLS_KEY_FILE go together: set both or neither",
+            )
+        return self
+
+    def broker_port(self) -> int:
+        """RABBITMQ_PORT, or AMQPS's own port when TLS is on and no port was given."""
+        if self.rabbitmq_tls and "rabbitmq_port" not in self.model_fields_set:
+            return TLS_PORT
+        return self.rabbitmq_port
+
     def broker_urls(self) -> list[str]:
         """Broker addresses with credentials, in the order to try them."""
         if self.rabbitmq_url is not None:
             return self.rabbitmq_url.get_secret_value().replace(",", " ").split()
+        scheme = "amqps" if self.rabbitmq_tls else "amqp"
         user = quote(self.rabbitmq_default_user, safe="")
         password = quote(self.rabbitmq_default_pass.get_secret_value(), safe="")
         vhost = quote(self.rabbitmq_vhost, safe="")
-        return [f"amqp://{user}:{password}@{self.rabbitmq_host}:{self.rabbitmq_port}/{vhost}"]
+        address = f"{self.rabbitmq_host}:{self.broker_port()}"
+        return [f"{scheme}://{user}:{password}@{address}/{vhost}"]
 
     def broker_display(self) -> str:
         """Where the broker is, safe to log."""
@@ -107,6 +153,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if name == "rabbitmq_url" and value is not None:
                 text = self.broker_display()
+            elif name == "rabbitmq_port":
+                text = str(self.broker_port())
             elif isinstance(value, SecretStr):
                 text = "***"
             else:
@@ -125,5 +173,7 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         first = error.errors(include_url=False, include_input=False)[0]
-        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        if not first["loc"]:  # a rule across settings names them itself
+            raise SettingsError(f"invalid settings: {first['msg']}") from None
+        name = str(first["loc"][0]).upper()
         raise SettingsError(f"invalid setting {name}: {first['msg']}") from None

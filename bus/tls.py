@@ -39,7 +39,11 @@ def client_context(
     return context
 
 
-def ssl_options_for(settings: Settings) -> SslOptionsFor:
+def ssl_options_for(settings: Settings) -> SslOptionsFor | None:
+    """Options for each amqps host; None when no broker URL is amqps (a context loads
+    the trust store: a quarter second and megabytes a plain worker has no use for)."""
+    if not any(url.lower().startswith("amqps://") for url in settings.broker_urls()):
+        return None
     context = client_context(
         settings.rabbitmq_tls_ca_file,
         settings.rabbitmq_tls_cert_file,

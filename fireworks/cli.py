@@ -21,6 +21,7 @@ from bus.errors import BusError, SettingsError
 from bus.local_broker import LocalBroker
 from bus.logs import configure, fields
 from bus.settings import Settings, load_settings
+from bus.tls import ssl_options_for
 from bus.topology import Topology
 from fireworks import control
 from fireworks.control import ApiError, MonitorClient
@@ -114,6 +115,7 @@ def run_service(settings: Settings, kind: str) -> int:
 def build(settings: Settings, kind: str) -> tuple[Bus, MonitorService | WorkerService]:
     """The bus and the service of one component, ready to serve."""
     topology = Topology(settings.fireworks_namespace)
+    tls = ssl_options_for(settings)
     if kind == "worker":
         worker_id = _worker_id(settings)
         bus = Bus(
@@ -121,9 +123,16 @@ def build(settings: Settings, kind: str) -> tuple[Bus, MonitorService | WorkerSe
             topology,
             f"fireworks-worker-{worker_id}",
             settings.rabbitmq_heartbeat,
+            ssl_options_for=tls,
         )
         return bus, WorkerService(settings, worker_id, bus)
-    bus = Bus(settings.broker_urls(), topology, "fireworks-monitor", settings.rabbitmq_heartbeat)
+    bus = Bus(
+        settings.broker_urls(),
+        topology,
+        "fireworks-monitor",
+        settings.rabbitmq_heartbeat,
+        ssl_options_for=tls,
+    )
     store = None
     if settings.fireworks_db is not None:
         store = HistoryStore(settings.fireworks_db, settings.history_retention)

@@ -42,17 +42,25 @@ def test_the_server_is_always_verified_by_name_over_tls_1_2_or_later(
 def test_options_name_the_broker_host(files: dict[str, Path]) -> None:
     settings = Settings(
         _env_file=None,
+        rabbitmq_tls=True,
         rabbitmq_tls_ca_file=files["ca.pem"],
         rabbitmq_tls_cert_file=files["client.pem"],
         rabbitmq_tls_key_file=files["client.key"],
     )
     options_for = ssl_options_for(settings)
+    assert options_for is not None
     first, second = options_for("broker-1.internal"), options_for("broker-2.internal")
     assert (first.server_hostname, second.server_hostname) == (
         "broker-1.internal",
         "broker-2.internal",
     )
     assert first.context is second.context  # the files are read once
+
+
+def test_no_context_without_an_amqps_broker(files: dict[str, Path]) -> None:
+    settings = Settings(_env_file=None, rabbitmq_tls_ca_file=files["ca.pem"])
+    assert ssl_options_for(settings) is None
+    assert ssl_options_for(settings.model_copy(update={"rabbitmq_tls": True})) is not None
 
 
 def test_a_file_that_is_no_ca_bundle_names_the_setting(tmp_path: Path) -> None:
