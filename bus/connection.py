@@ -43,6 +43,7 @@ BLOCKED_TIMEOUT = 30.0
 # then drops every connection is not hammered.
 HEALTHY_SESSION = 10.0
 _PIKA_ERRORS = (pika.exceptions.AMQPError, OSError)
+NOT_FOUND = 404
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,31 @@ class Bus:
         with self._received_lock:
             return dict(self._received)
 
-    def declare(self, declaration: Callable[[Any], object]) -> None:
-        """Run a topology declaration (see bus.topology) on the register channel."""
+    def declare(
+        self,
+        declaration: Callable[[Any], object],
+        unless: Callable[[Any], object] | None = None,
+    ) -> None:
+        """Run a topology declaration (see bus.topology) on the register channel; with
+        `unless` (passive checks), only if those find something missing. So a user that
+        may not declare works where the topology exists, and one that may, creates it."""
+        if unless is not None and self._present(unless):
+            return
         self._guard(lambda: declaration(self._channel("register")))
+
+    def _present(self, check: Callable[[Any], object]) -> bool:
+        # A failed passive check closes its channel: use one of its own.
+        try:
+            scratch = self._connection.channel()
+            check(scratch)
+            scratch.close()
+            return True
+        except pika.exceptions.ChannelClosedByBroker as error:
+            if error.reply_code == NOT_FOUND:
+                return False
+            raise BusError(_reason(error)) from None
+        except _PIKA_ERRORS as error:
+            raise BusError(_reason(error)) from None
 
     def consume(self, channel: ChannelName, queue_name: str, handler: Handler) -> None:
         """Deliver messages from `queue_name` to `handler`, acked once it returns.
@@ -249,7 +272,6 @@ class Bus:
             )
             self._channels = {name: self._connection.channel() for name in CHANNELS}
             self._channels["command"].confirm_delivery()
-            self.topology.declare_shared(self._channels["register"])
         except _PIKA_ERRORS as error:
             raise BusError(_reason(error)) from None
 

@@ -172,8 +172,13 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
-        first = error.errors(include_url=False, include_input=False)[0]
-        if not first["loc"]:  # a rule across settings names them itself
-            raise SettingsError(f"invalid settings: {first['msg']}") from None
-        name = str(first["loc"][0]).upper()
-        raise SettingsError(f"invalid setting {name}: {first['msg']}") from None
+        raise settings_error(error) from None
+
+
+def settings_error(error: ValidationError) -> SettingsError:
+    """One line naming the first bad setting."""
+    first = error.errors(include_url=False, include_input=False)[0]
+    if not first["loc"]:  # a rule across settings names them itself
+        return SettingsError(f"invalid settings: {first['msg']}")
+    name = str(first["loc"][0]).upper()
+    return SettingsError(f"invalid setting {name}: {first['msg']}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # A worker's queue outlives a short disconnect (so no command is lost) and then
@@ -17,6 +17,26 @@ REGISTER_KEY = "register"
 GOODBYE_KEY = "goodbye"
 # The monitor's echo to itself, on the status exchange (see models.messages.Echo).
 ECHO_KEY = "echo"
+STATUS_BINDINGS = ("status.#", ECHO_KEY)
+
+
+@dataclass(frozen=True)
+class Exchange:
+    name: str
+    type: str  # "topic" | "fanout"
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Binding:
+    queue: str
+    exchange: str
+    key: str
 
 
 @dataclass(frozen=True)
@@ -49,7 +69,7 @@ class Topology:
 
     @property
     def dead_queue(self) -> str:
-        return f"{self.namespace}.dead"
+        return f"{self.namespace}.monitor.dead"
 
     def worker_queue(self, worker_id: str) -> str:
         return f"{self.namespace}.worker.{worker_id}"
@@ -67,31 +87,53 @@ class Topology:
     def lifecycle_key(kind: str, worker_id: str) -> str:
         return f"{kind}.{worker_id}"
 
+    def exchanges(self) -> list[Exchange]:
+        topics = (self.register_exchange, self.command_exchange, self.status_exchange)
+        return [
+            *(Exchange(name, "topic") for name in topics),
+            Exchange(self.dead_exchange, "fanout"),
+        ]
+
+    def monitor_queues(self) -> list[Queue]:
+        return [
+            Queue(
+                self.dead_queue,
+                {"x-max-length": DEAD_QUEUE_MAX_LENGTH, "x-overflow": "drop-head"},
+            ),
+            Queue(self.register_queue),
+            Queue(
+                self.status_queue,
+                {
+                    "x-max-length": STATUS_QUEUE_MAX_LENGTH,
+                    "x-overflow": "drop-head",
+                    "x-message-ttl": STATUS_TTL_MS,
+                },
+            ),
+        ]
+
+    def monitor_bindings(self) -> list[Binding]:
+        return [
+            Binding(self.dead_queue, self.dead_exchange, ""),
+            Binding(self.register_queue, self.register_exchange, "#"),
+            *(Binding(self.status_queue, self.status_exchange, key) for key in STATUS_BINDINGS),
+        ]
+
     def declare_shared(self, channel: Any) -> None:
-        """Exchanges and the monitor's queues. Both sides declare them, so whoever
-        starts first finds them, and nothing a worker says before the monitor runs is lost."""
-        for exchange in (self.register_exchange, self.command_exchange, self.status_exchange):
-            channel.exchange_declare(exchange, exchange_type="topic", durable=True)
-        channel.exchange_declare(self.dead_exchange, exchange_type="fanout", durable=True)
-        channel.queue_declare(
-            self.dead_queue,
-            durable=True,
-            arguments={"x-max-length": DEAD_QUEUE_MAX_LENGTH, "x-overflow": "drop-head"},
-        )
-        channel.queue_bind(self.dead_queue, self.dead_exchange)
-        channel.queue_declare(self.register_queue, durable=True)
-        channel.queue_bind(self.register_queue, self.register_exchange, routing_key="#")
-        channel.queue_declare(
-            self.status_queue,
-            durable=True,
-            arguments={
-                "x-max-length": STATUS_QUEUE_MAX_LENGTH,
-                "x-overflow": "drop-head",
-                "x-message-ttl": STATUS_TTL_MS,
-            },
-        )
-        for key in ("status.#", ECHO_KEY):
-            channel.queue_bind(self.status_queue, self.status_exchange, routing_key=key)
+        """Exchanges and the monitor's queues (see `exchanges`, `monitor_queues`)."""
+        for exchange in self.exchanges():
+            channel.exchange_declare(exchange.name, exchange_type=exchange.type, durable=True)
+        for queue in self.monitor_queues():
+            channel.queue_declare(queue.name, durable=True, arguments=queue.arguments)
+        for binding in self.monitor_bindings():
+            channel.queue_bind(binding.queue, binding.exchange, routing_key=binding.key)
+
+    def check_shared(self, channel: Any) -> None:
+        """Passively: the broker closes the channel with 404 if anything is missing. A
+        worker's user may use the shared topology but not declare it."""
+        for exchange in self.exchanges():
+            channel.exchange_declare(exchange.name, passive=True)
+        for queue in self.monitor_queues():
+            channel.queue_declare(queue.name, passive=True)
 
     def declare_worker(self, channel: Any, worker_id: str) -> str:
         """The worker's own command queue, bound to its id and to the fleet."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from types import FrameType
 from pydantic import TypeAdapter, ValidationError
 
 from bus.connection import Bus
+from bus.definitions import DEFAULT_VHOST, definitions, load_passwords
 from bus.errors import BusError, SettingsError
 from bus.local_broker import LocalBroker
 from bus.logs import configure, fields
@@ -50,8 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="start a private RabbitMQ node from a local rabbitmq-server first",
     )
-    config = commands.add_parser("config", help="the effective settings")
-    config.add_argument("action", choices=["show"])
+    config = commands.add_parser(
+        "config",
+        help="show: the effective settings, secrets masked; broker-definitions: the "
+        "broker's users, permissions and topology (JSON) with the passwords in .env",
+    )
+    config.add_argument("action", choices=["show", "broker-definitions"])
+    config.add_argument("--vhost", default=DEFAULT_VHOST, help="for broker-definitions")
     commands.add_parser("status", help="the fleet as the monitor sees it")
     for name, verb in (("activate", "activate"), ("deactivate", "deactivate")):
         steer = commands.add_parser(name, help=f"{verb} workers and wait for their answers")
@@ -76,9 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "up":
             return run_up(settings, args.workers, args.local_broker)
         if args.command == "config":
-            for name, value in settings.shown().items():
-                print(f"{name}={value}")
-            return 0
+            return show_config(settings, args.action, args.vhost)
         return run_control(settings, args)
     except ApiError as error:
         print(f"fireworks: {error}", file=sys.stderr)
@@ -89,6 +94,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BusError as error:
         print(f"fireworks: {error}", file=sys.stderr)
         return 1
+
+
+def show_config(settings: Settings, action: str, vhost: str) -> int:
+    if action == "show":
+        for name, value in settings.shown().items():
+            print(f"{name}={value}")
+        return 0
+    passwords = load_passwords().by_user()
+    document = definitions(Topology(settings.fireworks_namespace), passwords, vhost)
+    print(json.dumps(document, indent=2))
+    return 0
 
 
 def run_control(settings: Settings, args: argparse.Namespace) -> int:

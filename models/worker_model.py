@@ -18,9 +18,11 @@ def _not_fleet(value: str) -> str:
     return value
 
 
+# Also what the broker's topic permissions allow in routing keys (bus.definitions).
+WORKER_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 WorkerId = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+    StringConstraints(pattern=f"^{WORKER_ID_PATTERN}$"),
     AfterValidator(_not_fleet),
 ]
 

@@ -75,6 +75,7 @@ class MonitorService:
     # -- bus hooks --------------------------------------------------------------
 
     def on_connected(self, bus: Bus) -> None:
+        bus.declare(self.topology.declare_shared)
         bus.consume("register", self.topology.register_queue, self.on_lifecycle)
         bus.consume("status", self.topology.status_queue, self.on_status)
         with self.lock:

@@ -35,7 +35,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
-# What `env_file: .env` hands every container of the stack.
+# What compose substitutes into docker-compose.yml (passwords, settings).
 DOTENV_FILE = REPO_ROOT / ".env"
 SHARED_TOOLS = REPO_ROOT.parent / "shared" / "tools"
 DOCKER_ENGINE_TOOL = SHARED_TOOLS / "docker-engine"

@@ -2,10 +2,11 @@
 
 Builds both images, scales the workers to 4 and waits until the monitor has seen
 every worker register and acknowledge one of its fleet toggles, and every worker
-has logged the change it applied, and that the monitor logged in with the account of
-`.env` (RABBITMQ_DEFAULT_USER, handed to every service by `env_file: .env`) without its
-password reaching any log. Reads the services' JSON logs; always tears the stack down
-(with its volumes), and puts the logs in the failure message.
+has logged the change it applied; that monitor and workers logged in with their own
+least-privilege users (deploy/rabbitmq, passwords from `.env`), that the broker has no
+other account (no guest), and that no password reached any log. Reads the services'
+JSON logs; always tears the stack down (with its volumes), and puts the logs in the
+failure message.
 
 Run: `pytest tests/e2e -m compose`. See compose_helpers for where the compose
 command and base images come from (FIREWORKS_COMPOSE, PYTHON_IMAGE, RABBITMQ_IMAGE).
@@ -52,7 +53,7 @@ class FleetSeen:
     toggles: set[str] = field(default_factory=set)  # command ids the monitor sent to "all"
     acknowledged: dict[str, list[float]] = field(default_factory=dict)  # worker -> latencies
     activated: set[str] = field(default_factory=set)  # workers that logged False -> True
-    brokers: set[str] = field(default_factory=set)  # the monitor's `connected` broker=
+    brokers: set[str] = field(default_factory=set)  # every `connected` broker= (masked)
 
     def complete(self) -> bool:
         return (
@@ -90,6 +91,8 @@ def read_fleet(project: Project) -> FleetSeen:
             assert isinstance(latency, int | float) and latency >= 0, record
             seen.acknowledged.setdefault(str(record.get("worker")), []).append(float(latency))
     for record in json_log_records(project.logs("workers")):
+        if record.get("logger") == "fireworks.bus" and record.get("message") == "connected":
+            seen.brokers.add(str(record.get("broker")))
         if record.get("logger") == "fireworks.worker" and (
             record.get("message") == "active: False -> True"
         ):
@@ -145,13 +148,25 @@ def test_scaled_stack_registers_and_toggles_every_worker(stack: Project) -> None
         assert seen.registered <= seen.activated, "a worker did not log active: False -> True"
         # Worker ids are the containers' hostnames: each of the 4 is its own.
         assert len(seen.activated) == WORKERS, "activated workers are not the registered ones"
-        # The account is .env's (`env_file: .env` for the broker and its clients alike),
-        # not a fallback such as guest/guest; its password never reaches the logs.
-        account = dotenv_values()
-        user, password = account["RABBITMQ_DEFAULT_USER"], account["RABBITMQ_DEFAULT_PASS"]
-        assert seen.brokers == {f"amqp://{user}:***@rabbitmq:5672/%2F"}, seen.brokers
+        # Monitor and workers log in with their own least-privilege users (deploy/rabbitmq,
+        # passwords from .env) on the fleet's vhost; the broker has no other account but
+        # the admin, and no password reaches the logs.
+        assert seen.brokers == {
+            "amqp://fireworks-monitor:***@rabbitmq:5672/fireworks",
+            "amqp://fireworks-worker:***@rabbitmq:5672/fireworks",
+        }, seen.brokers
+        users = stack.run(
+            "exec", "-T", "rabbitmq", "rabbitmqctl", "-q", "list_users", timeout=60
+        ).stdout
+        assert {line.split()[0] for line in users.splitlines()[1:] if line.strip()} == {
+            "fireworks-admin",
+            "fireworks-monitor",
+            "fireworks-worker",
+        }, users
         logs = stack.logs()
-        assert password not in logs, "the broker password appears in the logs"
+        for name, password in dotenv_values().items():
+            if name.endswith("_PASS"):
+                assert password not in logs, f"{name} appears in the logs"
         # The monitor's API, published on the host: healthy, and it lists the workers.
         api = f"http://127.0.0.1:{stack.env['MONITOR_HTTP_PORT']}"
         listed = wait_for(lambda: api_workers(api, seen.registered), API_DEADLINE, "the API")

@@ -38,7 +38,7 @@ def test_default_names() -> None:
     assert topology.dead_exchange == "fireworks.dead"
     assert topology.register_queue == "fireworks.monitor.register"
     assert topology.status_queue == "fireworks.monitor.status"
-    assert topology.dead_queue == "fireworks.dead"
+    assert topology.dead_queue == "fireworks.monitor.dead"
     assert topology.worker_queue("w1") == "fireworks.worker.w1"
 
 
@@ -112,9 +112,21 @@ def test_shared_topology_binds_the_monitor_queues() -> None:
     assert set(channel.exchanges) == {"ns.register", "ns.command", "ns.status", "ns.dead"}
     assert ("ns.monitor.status", "ns.status", "status.#") in channel.bindings
     assert any(q == "ns.monitor.register" and e == "ns.register" for q, e, _ in channel.bindings)
-    assert ("ns.dead", "ns.dead", None) in channel.bindings
+    assert ("ns.monitor.dead", "ns.dead", "") in channel.bindings
     status_args = channel.queues["ns.monitor.status"]["arguments"]
     assert status_args["x-max-length"] == STATUS_QUEUE_MAX_LENGTH
     assert status_args["x-message-ttl"] == STATUS_TTL_MS
     # Every key a worker publishes reaches the monitor's queues through these bindings.
     assert Topology.status_key("w1").startswith("status.")
+
+
+def test_checking_the_shared_topology_only_looks() -> None:
+    topology, channel = Topology("ns"), RecordingChannel()
+
+    topology.check_shared(channel)
+
+    assert set(channel.exchanges) == {"ns.register", "ns.command", "ns.status", "ns.dead"}
+    assert set(channel.queues) == {"ns.monitor.register", "ns.monitor.status", "ns.monitor.dead"}
+    declared = [*channel.exchanges.values(), *channel.queues.values()]
+    assert all(kwargs == {"passive": True} for kwargs in declared)
+    assert channel.bindings == []
