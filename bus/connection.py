@@ -100,6 +100,8 @@ class Bus:
         # (queue, "valid" | "invalid") -> messages received; read from other threads.
         self._received: Counter[tuple[str, str]] = Counter()
         self._received_lock = threading.Lock()
+        # id(channel) -> (channel, the last delivery tag handled and not yet acked)
+        self._handled: dict[int, tuple[Any, int]] = {}
 
     # -- what services call -------------------------------------------------------
 
@@ -164,8 +166,9 @@ class Bus:
             raise BusError(_reason(error)) from None
 
     def consume(self, channel: ChannelName, queue_name: str, handler: Handler) -> None:
-        """Deliver messages from `queue_name` to `handler`, acked once it returns.
-        A handler raises InvalidMessage to have the message dead-lettered instead."""
+        """Deliver messages from `queue_name` to `handler`, acked after it returns (one ack
+        per round of deliveries). A handler raises InvalidMessage to have the message
+        dead-lettered instead."""
         ch = self._channel(channel)
 
         def deliver(ch: Any, method: Any, properties: Any, body: bytes) -> None:
@@ -180,7 +183,7 @@ class Bus:
             except Exception as error:  # a bug must not become a requeue loop
                 log.exception("handler failed", extra=fields(queue=queue_name))
                 self._dead_letter(ch, queue_name, delivery, f"handler error: {_reason(error)}")
-            ch.basic_ack(method.delivery_tag)
+            self._handled[id(ch)] = (ch, method.delivery_tag)
 
         def start() -> None:
             ch.basic_qos(prefetch_count=200)
@@ -282,7 +285,15 @@ class Bus:
             if not self._connection.is_open:
                 raise BusError("connection lost")
             self._guard(lambda: self._connection.process_data_events(time_limit=self._block_for()))
+            self._guard(self._ack_handled)
             self._run_due()
+
+    def _ack_handled(self) -> None:
+        """One ack per channel for every message handled in the last round of deliveries
+        (`multiple`): per-message acks were most of the cost of taking in statuses."""
+        handled, self._handled = self._handled, {}
+        for ch, tag in handled.values():
+            ch.basic_ack(tag, multiple=True)
 
     def _idle(self, seconds: float) -> None:
         """Wait out a reconnect delay while still running timers and handed-over work."""
@@ -294,6 +305,7 @@ class Bus:
 
     def _close(self) -> None:
         connection, self._connection, self._channels = self._connection, None, {}
+        self._handled = {}  # unacked on a closed channel: the broker redelivers them
         try:
             if connection.is_open:
                 connection.close()
