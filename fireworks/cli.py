@@ -12,8 +12,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -28,10 +29,10 @@ from bus.topology import Topology
 from fireworks import control
 from fireworks.control import ApiError, MonitorClient
 from models.worker_model import WorkerId
-from monitor.api import serving
-from monitor.monitor import MonitorService
-from monitor.store import HistoryStore
 from workers.worker import WorkerService
+
+if TYPE_CHECKING:
+    from monitor.monitor import MonitorService
 
 log = logging.getLogger("fireworks")
 # How long a component may take to stop (goodbye, close) before it exits regardless,
@@ -149,6 +150,11 @@ def build(settings: Settings, kind: str) -> tuple[Bus, MonitorService | WorkerSe
         settings.rabbitmq_heartbeat,
         ssl_options_for=tls,
     )
+    # Only the monitor loads its own stack (SQLite here, FastAPI and uvicorn in
+    # serve): a worker process stays as small as its job.
+    from monitor.monitor import MonitorService
+    from monitor.store import HistoryStore
+
     store = None
     if settings.fireworks_db is not None:
         store = HistoryStore(settings.fireworks_db, settings.history_retention)
@@ -174,15 +180,26 @@ def serve(bus: Bus, service: MonitorService | WorkerService, kind: str) -> int:
     signal.signal(signal.SIGINT, stop)
     log.info("starting", extra=fields(component=kind, broker=bus.address()))
     with contextlib.ExitStack() as running:
-        if isinstance(service, MonitorService) and service.store is not None:
+        if not isinstance(service, WorkerService):
+            running.enter_context(_monitor_running(service))
+        bus.run(service)
+    return 0
+
+
+@contextlib.contextmanager
+def _monitor_running(service: MonitorService) -> Iterator[None]:
+    """The monitor's history writer and HTTP API, for as long as it runs."""
+    from monitor.api import serving
+
+    with contextlib.ExitStack() as running:
+        if service.store is not None:
             service.store.start()
             running.callback(service.store.close)
-        if isinstance(service, MonitorService) and service.settings.http_port:
+        if service.settings.http_port:
             running.enter_context(
                 serving(service, service.settings.http_host, service.settings.http_port)
             )
-        bus.run(service)
-    return 0
+        yield
 
 
 def _worker_id(settings: Settings) -> str:
