@@ -342,8 +342,8 @@ idle windows of {plan.idle_window:.0f} s.
   a backlog grows, i.e. how many workers at 1 Hz one monitor holds. Raw: one bare
   consumer (prefetch 200, acking 50 at a time) draining the same bodies.
 - **Footprint**: real `fireworks monitor` (history and API on) and `fireworks worker`
-  processes, a bare process (`bench/bare.py`: pika and pydantic imported, one
-  connection, three channels) and the Celery worker above; RSS and CPU time over idle
+  processes, a bare process (`bench/bare.py`: pika, and pydantic with one small model
+  validated, one connection, three channels) and the Celery worker above; RSS and CPU time over idle
   windows (psutil), after one settling window.
 
 ## Machine
