@@ -125,8 +125,10 @@ class EventHub:
         self._loop = loop
 
     def publish(self, event: FleetEvent) -> None:
-        """Called on the bus thread: never waits."""
-        if self._loop is not None:
+        """Called on the bus thread: never waits. With nobody listening it does not wake
+        the API's loop at all (that cost every command a thread switch). A client that
+        subscribes meanwhile misses nothing: it is added before it reads the fleet."""
+        if self._loop is not None and self._queues:
             self._loop.call_soon_threadsafe(self._deliver, event)
 
     def _deliver(self, event: FleetEvent) -> None:
