@@ -103,17 +103,25 @@ class LocalBroker:
         self.tls_port = ports[2] if self.tls else None
 
     def start(self, timeout: float = 60.0) -> str:
-        """Boot the node (or boot it again on the same ports and data) and wait until
-        it accepts AMQP connections. Returns its URL."""
+        """Boot the node (or boot it again on the same client ports and data) and wait
+        until it accepts AMQP connections. Returns its URL."""
         if self._booted:
+            # Clients reconnect to the same AMQP (and TLS) port; the distribution port is
+            # the node's own and taken afresh: while the node was down, the kernel may have
+            # handed the old one (in its ephemeral range) to an outgoing connection.
+            self.dist_port = self._fresh_port()
             return self._boot(timeout)
         try:
             return self._boot(timeout)
         except BusError:
             # A first boot may lose its ports to another process between our check and
-            # its bind: try once more on fresh ones (a restart must keep its ports).
+            # its bind: try once more on fresh ones.
             self._take_ports()
             return self._boot(timeout)
+
+    def _fresh_port(self) -> int:
+        taken = {self.port, self.tls_port}
+        return next(port for port in iter(free_port, None) if port not in taken)
 
     def _boot(self, timeout: float) -> str:
         lines = [f"listeners.tcp.default = {self.port}", "loopback_users = none"]
