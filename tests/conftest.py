@@ -7,20 +7,16 @@ RabbitMqContainer where Docker works. Without any: skipped locally, failed under
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import MonitorThread, Probe, WorkerProcess, delete_namespace, make_settings
+from harness import MonitorThread, Probe, ProcessFleet, WorkerFleet
 
 from bus.local_broker import LocalBroker, find_server
-from bus.settings import Settings
-from bus.topology import Topology
 
 # pika logs every refused connection attempt with a traceback (a broker booting, a
 # fault injected on purpose); the bus reports those in one line of its own.
@@ -83,17 +79,13 @@ def local_broker() -> Iterator[LocalBroker]:
         broker.close()
 
 
-class Fleet:
-    """A namespace of its own on a broker: a monitor, workers and a probe, all cleaned up."""
+class Fleet(WorkerFleet):
+    """A worker fleet with the monitor on a thread of the test and a probe."""
+
+    prefix = "t"
 
     def __init__(self, url: str, workdir: Path, **settings: Any) -> None:
-        self.url = url
-        self.workdir = workdir
-        self.namespace = f"t{uuid.uuid4().hex[:10]}"
-        self.topology = Topology(self.namespace)
-        self.settings: Settings = make_settings(url, self.namespace, **settings)
-        self.workers: dict[str, WorkerProcess] = {}  # the latest process of each id
-        self._processes: list[WorkerProcess] = []  # every one started, to stop them all
+        super().__init__(url, workdir, **settings)
         self.monitor: MonitorThread | None = None
         self._probe: Probe | None = None
 
@@ -107,27 +99,27 @@ class Fleet:
         self.monitor = MonitorThread(self.settings)
         return self.monitor
 
-    def start_worker(self, worker_id: str, **env: str) -> WorkerProcess:
-        worker = WorkerProcess(self.settings, worker_id, self.workdir, **env)
-        self.workers[worker_id] = worker
-        self._processes.append(worker)
-        return worker
-
     def close(self) -> None:
-        for worker in self._processes:
-            if worker.process.poll() is None:
-                worker.kill()
         if self.monitor is not None:
             self.monitor.stop()
         if self._probe is not None:
             self._probe.close()
-        with contextlib.suppress(Exception):  # the broker may be gone already in fault tests
-            delete_namespace(self.url, self.topology, list(self.workers))
+        super().close()
 
 
 @pytest.fixture
 def fleet(broker_url: str, tmp_path: Path) -> Iterator[Fleet]:
     fleet = Fleet(broker_url, tmp_path)
+    try:
+        yield fleet
+    finally:
+        fleet.close()
+
+
+@pytest.fixture
+def process_fleet(broker_url: str, tmp_path: Path) -> Iterator[ProcessFleet]:
+    """`fireworks monitor` processes and workers of one namespace, all stopped afterwards."""
+    fleet = ProcessFleet(broker_url, tmp_path)
     try:
         yield fleet
     finally:

@@ -340,20 +340,44 @@ def sse_events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
             event, data = "message", ""
 
 
-class ProcessFleet:
-    """A namespace of its own on a broker with `fireworks monitor` processes (steered over
-    their HTTP API; all share `workdir`, hence one history database) and worker
-    processes; everything is stopped and the namespace removed on close()."""
+class WorkerFleet:
+    """A namespace of its own on a broker and the worker processes started in it; close()
+    stops every one of them and removes the namespace."""
+
+    prefix = "n"
 
     def __init__(self, url: str, workdir: Path, **settings: Any) -> None:
         self.url = url
         self.workdir = workdir
-        self.namespace = f"p{uuid.uuid4().hex[:10]}"
+        self.namespace = f"{self.prefix}{uuid.uuid4().hex[:10]}"
         self.topology = Topology(self.namespace)
         self.settings = make_settings(url, self.namespace, **settings)
+        self.workers: dict[str, WorkerProcess] = {}  # the latest process of each id
+        self._processes: list[WorkerProcess] = []  # every one started, to stop them all
+
+    def start_worker(self, worker_id: str, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(self.settings, worker_id, self.workdir, **env)
+        self.workers[worker_id] = worker
+        self._processes.append(worker)
+        return worker
+
+    def close(self) -> None:
+        for worker in self._processes:
+            if worker.process.poll() is None:
+                worker.kill()
+        with contextlib.suppress(Exception):  # the broker may be gone already in fault tests
+            delete_namespace(self.url, self.topology, list(self.workers))
+
+
+class ProcessFleet(WorkerFleet):
+    """A worker fleet steered by `fireworks monitor` processes (over their HTTP API; all
+    share `workdir`, hence one history database)."""
+
+    prefix = "p"
+
+    def __init__(self, url: str, workdir: Path, **settings: Any) -> None:
+        super().__init__(url, workdir, **settings)
         self.monitors: list[MonitorProcess] = []
-        self.workers: dict[str, WorkerProcess] = {}
-        self._processes: list[WorkerProcess] = []
 
     @property
     def monitor(self) -> MonitorProcess:
@@ -362,12 +386,6 @@ class ProcessFleet:
     def start_monitor(self, **env: str) -> MonitorProcess:
         self.monitors.append(MonitorProcess(self.settings, self.workdir, **env))
         return self.monitor
-
-    def start_worker(self, worker_id: str, **env: str) -> WorkerProcess:
-        worker = WorkerProcess(self.settings, worker_id, self.workdir, **env)
-        self.workers[worker_id] = worker
-        self._processes.append(worker)
-        return worker
 
     def worker(self, worker_id: str) -> dict[str, Any] | None:
         """The monitor's view of one worker, as its API answers it (None: unknown)."""
@@ -404,14 +422,10 @@ class ProcessFleet:
         wait_for(lambda: self.online(*worker_ids), timeout, f"{worker_ids} online")
 
     def close(self) -> None:
-        for worker in self._processes:
-            if worker.process.poll() is None:
-                worker.kill()
         for monitor in self.monitors:
             if monitor.process.poll() is None:
                 monitor.kill()
-        with contextlib.suppress(Exception):  # leave a shared broker as we found it
-            delete_namespace(self.url, self.topology, list(self.workers))
+        super().close()
 
 
 def real_active(worker: WorkerProcess) -> bool:

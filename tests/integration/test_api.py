@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -630,16 +629,6 @@ def test_docs_and_openapi_answer(api: httpx.Client) -> None:
 # -- desired state across a monitor restart --------------------------------------------------
 
 
-@pytest.fixture
-def restarts(broker_url: str, tmp_path: Path) -> Iterator[ProcessFleet]:
-    """Monitors that share one history database (same workdir), started one after another."""
-    fleet = ProcessFleet(broker_url, tmp_path)
-    try:
-        yield fleet
-    finally:
-        fleet.close()
-
-
 def client(fleet: ProcessFleet) -> httpx.Client:
     return httpx.Client(base_url=fleet.monitor.api, timeout=30)
 
@@ -657,9 +646,10 @@ def converged(fleet: ProcessFleet, worker_id: str, active: bool) -> bool:
 
 
 def test_a_worker_is_steered_back_to_its_desired_state_after_a_monitor_restart(
-    restarts: ProcessFleet,
+    process_fleet: ProcessFleet,
 ) -> None:
-    fleet = restarts
+    # Its monitors share one history database (one workdir), started one after another.
+    fleet = process_fleet
     first = fleet.start_monitor()
     fleet.start_worker("w1")
     fleet.start_worker("w2")
@@ -682,9 +672,10 @@ def test_a_worker_is_steered_back_to_its_desired_state_after_a_monitor_restart(
 
 
 def test_the_fleets_desired_state_survives_a_monitor_restart_for_a_new_worker(
-    restarts: ProcessFleet,
+    process_fleet: ProcessFleet,
 ) -> None:
-    fleet = restarts
+    # Its monitors share one history database (one workdir), started one after another.
+    fleet = process_fleet
     first = fleet.start_monitor()
     fleet.start_worker("w1")
     fleet.wait_online("w1")
@@ -701,9 +692,10 @@ def test_the_fleets_desired_state_survives_a_monitor_restart_for_a_new_worker(
 
 
 def test_a_fleet_deactivate_replaces_worker_states_and_survives_a_monitor_restart(
-    restarts: ProcessFleet,
+    process_fleet: ProcessFleet,
 ) -> None:
-    fleet = restarts
+    # Its monitors share one history database (one workdir), started one after another.
+    fleet = process_fleet
     first = fleet.start_monitor()
     w1, w2 = fleet.start_worker("w1"), fleet.start_worker("w2")
     fleet.wait_online("w1", "w2")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,12 +17,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def fleet(broker_url: str, tmp_path: Path) -> Iterator[ProcessFleet]:
-    fleet = ProcessFleet(broker_url, tmp_path)
-    try:
-        yield fleet
-    finally:
-        fleet.close()
+def fleet(process_fleet: ProcessFleet) -> ProcessFleet:
+    return process_fleet
 
 
 def listed(api: str) -> set[str]:
