@@ -35,15 +35,6 @@ def without_hashes(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, "users": users}
 
 
-@pytest.fixture
-def no_password_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No passwords from the shell, and no `.env` in the working directory."""
-    for name in PASSWORD_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def test_committed_definitions_are_generated_from_the_committed_env() -> None:
     committed = json.loads(COMMITTED.read_text())
     passwords = Passwords(_env_file=REPO / ".env").by_user()
@@ -98,7 +89,7 @@ def test_password_hash_is_salted_and_verifiable() -> None:
 
 
 def test_cli_writes_the_definitions_from_the_environment(
-    no_password_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for name, password in zip(PASSWORD_VARIABLES, PASSWORDS.values(), strict=True):
         monkeypatch.setenv(name, password)
@@ -112,7 +103,7 @@ def test_cli_writes_the_definitions_from_the_environment(
 
 
 def test_cli_without_a_password_is_one_line_and_exit_2(
-    no_password_env: Path, capsys: pytest.CaptureFixture[str]
+    clean_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["config", "broker-definitions"]) == 2
     out, err = capsys.readouterr()
@@ -121,7 +112,7 @@ def test_cli_without_a_password_is_one_line_and_exit_2(
 
 
 def test_cli_refuses_a_short_password(
-    no_password_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for name in PASSWORD_VARIABLES:
         monkeypatch.setenv(name, "long-enough")

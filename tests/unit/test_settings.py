@@ -15,14 +15,8 @@ from bus.settings import Settings, load_settings, mask_url
 SECRET = "s3cr3t-Pa55"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No setting from the developer's shell or the repository's .env leaks in."""
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+# No setting from the developer's shell or the repository's .env leaks in (conftest).
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_defaults() -> None:
