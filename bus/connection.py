@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from bus.backoff import Backoff
 from bus.codec import CONTENT_TYPE, encode
-from bus.errors import BusError, InvalidMessage, NotConnected, Unroutable
+from bus.errors import BusError, InvalidMessage, NotConnected
 from bus.logs import fields
 from bus.settings import mask_url
 from bus.tls import SslOptionsFor
@@ -191,6 +191,22 @@ class Bus:
 
         self._guard(start)
 
+    def on_returned(self, channel: ChannelName, handler: Handler) -> None:
+        """Hand every `mandatory` message published on `channel` that no queue took
+        (basic.return, asynchronous) to `handler` on the bus thread."""
+        ch = self._channel(channel)
+
+        def returned(ch: Any, method: Any, properties: Any, body: bytes) -> None:
+            delivery = Delivery(body, method.exchange, method.routing_key, properties.content_type)
+            try:
+                handler(delivery)
+            except BusError:
+                raise
+            except Exception:  # a bug must not end the session
+                log.exception("return handler failed", extra=fields(channel=channel))
+
+        ch.add_on_return_callback(returned)
+
     def publish(
         self,
         channel: ChannelName,
@@ -202,8 +218,10 @@ class Bus:
         mandatory: bool = False,
         expiration: float | None = None,
     ) -> None:
-        """Publish `message` as JSON. On the command channel the broker confirms it,
-        and a mandatory message no queue takes raises Unroutable."""
+        """Publish `message` as JSON. A `mandatory` one no queue takes comes back to the
+        channel's `on_returned` handler. Nothing waits for the broker: publisher confirms
+        held the bus thread for a round trip per message, for the whole routing of a
+        fan-out, and a sender that must not lose a message keeps it until answered."""
         properties = pika.BasicProperties(
             content_type=CONTENT_TYPE,
             message_id=str(getattr(message, "message_id", "")) or None,
@@ -214,8 +232,6 @@ class Bus:
         ch = self._channel(channel)
         try:
             ch.basic_publish(exchange, routing_key, encode(message), properties, mandatory)
-        except pika.exceptions.UnroutableError:
-            raise Unroutable(f"no queue for {exchange}/{routing_key}") from None
         except _PIKA_ERRORS as error:
             raise BusError(_reason(error)) from None
 
@@ -274,7 +290,6 @@ class Bus:
                 lambda *_: log.info("broker unblocked publishing")
             )
             self._channels = {name: self._connection.channel() for name in CHANNELS}
-            self._channels["command"].confirm_delivery()
         except _PIKA_ERRORS as error:
             raise BusError(_reason(error)) from None
 

@@ -9,10 +9,6 @@ class NotConnected(BusError):
     """The bus has no open connection right now (it may be reconnecting)."""
 
 
-class Unroutable(BusError):
-    """The broker accepted a mandatory message but no queue was bound to take it."""
-
-
 # A reason is logged and attached to the dead letter: it must stay one short line even
 # when a hostile message puts line breaks or kilobytes into a field name or routing key.
 MAX_REASON = 200

@@ -20,12 +20,12 @@ from uuid import UUID
 from bus.backoff import Backoff
 from bus.codec import decode
 from bus.connection import Bus, Delivery
-from bus.errors import BusError, InvalidMessage, Unroutable
+from bus.errors import BusError, InvalidMessage
 from bus.logs import fields
 from bus.settings import Settings
 from bus.signing import sign
 from bus.topology import ECHO_KEY
-from models.messages import ECHO, LIFECYCLE, STATUS, Command, Echo, Registration
+from models.messages import COMMAND, ECHO, LIFECYCLE, STATUS, Command, Echo, Registration
 from models.monitor_model import Detail, EventKind, FleetEvent, Liveness
 from models.worker_model import WorkerChanges, utc_now
 from monitor.registry import Heard, Registry, Transition
@@ -78,6 +78,7 @@ class MonitorService:
         bus.declare(self.topology.declare_shared)
         bus.consume("register", self.topology.register_queue, self.on_lifecycle)
         bus.consume("status", self.topology.status_queue, self.on_status)
+        bus.on_returned("command", self.on_returned)
         with self.lock:
             self.registry.grace()
             pending = self.registry.pending_commands()
@@ -165,18 +166,13 @@ class MonitorService:
                 self.topology.command_exchange,
                 self.topology.command_key(command.target),
                 command,
-                mandatory=True,
-                # Transient: confirmed once routed, not after a disk write (which cost
-                # 2-3 ms a round trip). A broker restart loses none: a command stays
-                # pending here until acknowledged or expired, and is re-sent on reconnect.
+                mandatory=True,  # no queue takes it: back to on_returned
+                # Transient and unconfirmed: nothing is lost with a broker restart or a
+                # message in flight, as a command stays pending here until acknowledged
+                # or expired, and is re-sent on reconnect.
                 persistent=False,
                 expiration=self.settings.command_ttl,
             )
-        except Unroutable:
-            with self.lock:
-                self.registry.unroutable(command.command_id)
-            log.warning("command unroutable: no worker queue", extra=fields(**about))
-            self._emit(EventKind.UNROUTABLE, command.target, command.command_id)
         except BusError as error:
             log.warning(
                 "command not sent yet, will re-send after reconnect",
@@ -193,6 +189,22 @@ class MonitorService:
             )
 
     # -- hearing ----------------------------------------------------------------
+
+    def on_returned(self, delivery: Delivery) -> None:
+        """A command no worker queue took: nobody will answer it."""
+        command = decode(delivery.body, COMMAND, delivery.content_type)
+        with self.lock:
+            awaited = self.registry.unroutable(command.command_id)
+        log.warning(
+            "command unroutable: no worker queue",
+            extra=fields(
+                worker=command.target,
+                command=command.command_id,
+                generation=command.generation,
+                awaiting=sorted(awaited),
+            ),
+        )
+        self._emit(EventKind.UNROUTABLE, command.target, command.command_id)
 
     def on_lifecycle(self, delivery: Delivery) -> None:
         message = decode(delivery.body, LIFECYCLE, delivery.content_type)
