@@ -67,18 +67,20 @@ class WorkerService:
                 utc_now(),
             )
         ack = self.core.apply(command, utc_now())
-        for name, change in ack.diff.items():
-            log.info(f"{name}: {change}", extra=fields(worker=self.worker_id))
-        log.info(
-            "command",
-            extra=fields(
-                worker=self.worker_id,
-                command=command.command_id,
-                target=command.target,
-                outcome=ack.outcome,
-            ),
-        )
-        self.report(ack)
+        try:
+            self.report(ack)  # first: the monitor is waiting, the log is not
+        finally:
+            for name, change in ack.diff.items():
+                log.info(f"{name}: {change}", extra=fields(worker=self.worker_id))
+            log.info(
+                "command",
+                extra=fields(
+                    worker=self.worker_id,
+                    command=command.command_id,
+                    target=command.target,
+                    outcome=ack.outcome,
+                ),
+            )
 
     def report(self, ack: Ack | None = None) -> None:
         self.seq += 1
