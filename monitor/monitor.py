@@ -297,8 +297,10 @@ class MonitorService:
                     latency_ms=latency,
                 ),
             )
+        told = {} if heard.ack is None else heard.ack.diff
         for name, change in heard.changed.items():
-            log.info(f"observed {name}: {change}", extra=fields(worker=heard.worker_id))
+            if told.get(name) != change:  # not already in the acknowledgement's line
+                log.info(f"observed {name}: {change}", extra=fields(worker=heard.worker_id))
             if name == "active":
                 kind = EventKind.ACTIVATED if change.new else EventKind.DEACTIVATED
                 self._emit(kind, heard.worker_id)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from unittest.mock import ANY
 
+import pytest
 from conftest import Fleet
 from harness import STATUS_INTERVAL, MonitorThread, wait_for
 
@@ -151,18 +155,32 @@ def test_toggler_flips_the_fleet(broker_url: str, tmp_path: Path) -> None:
         fleet.close()
 
 
-def test_restarted_worker_gets_the_desired_state_back(fleet: Fleet) -> None:
+def said(caplog: pytest.LogCaptureFixture, worker_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """(message, fields) of every log record about `worker_id` so far."""
+    records = [(r.getMessage(), r.__dict__.get("fields", {})) for r in caplog.records]
+    return [(message, values) for message, values in records if values.get("worker") == worker_id]
+
+
+def test_restarted_worker_gets_the_desired_state_back(
+    fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="fireworks.monitor")
     monitor = start(fleet, "w1")
     monitor.command("w1", True)
     wait_for(lambda: monitor.observed_active("w1"), 10, "w1 on")
     fleet.workers["w1"].kill()
     fleet.start_worker("w1")  # same id, fresh process: starts inactive
-
-    def restarted_and_active() -> bool:
-        view = monitor.worker("w1")
-        return bool(view and view.observed and view.observed.active and view.observed.activity < 5)
-
-    wait_for(restarted_and_active, 15, "restarted w1 reconciled to active")
+    wait_for(
+        lambda: ("restarted", ANY) in said(caplog, "w1"), 15, "the monitor to hear w1 restarted"
+    )
+    wait_for(lambda: monitor.observed_active("w1"), 15, "restarted w1 reconciled to active")
+    # Each change is logged once: an acknowledged one in the acknowledgement's line, the
+    # restart's (nobody acknowledged it) as observed.
+    messages = [message for message, _ in said(caplog, "w1")]
+    assert messages.count("observed active: True -> False") == 1
+    assert "observed active: False -> True" not in messages
+    diffs = [values["diff"] for message, values in said(caplog, "w1") if message == "acknowledged"]
+    assert diffs == [{"active": "False -> True"}] * 2
 
 
 def test_worker_started_before_the_broker_registers_once_it_is_up(
