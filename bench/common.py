@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from bus.logs import TextFormatter
+from bus.logs import configure
 
 T = TypeVar("T")
 # The repository root: child processes run `python -m bench.…` from here.
@@ -82,13 +82,9 @@ def namespace(kind: str) -> str:
 
 
 def log_to(path: Path) -> None:
-    """Product logs (INFO, as `fireworks` runs by default) go to a file, not the terminal."""
-    handler = logging.FileHandler(path)
-    handler.setFormatter(TextFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    logging.getLogger("pika").setLevel(logging.CRITICAL)
+    """Product logs, set up as `fireworks` does by default, go to a file instead of the
+    terminal."""
+    configure("INFO", "text", logging.FileHandler(path))
 
 
 def say(*words: object) -> None:

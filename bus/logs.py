@@ -37,11 +37,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stdout)
+def configure(level: str, fmt: str, handler: logging.Handler | None = None) -> None:
+    """Every record at `level` or above to `handler` (standard output by default)."""
+    handler = handler or logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     # pika logs every failed connect attempt with a traceback; the bus says it in one line.
     logging.getLogger("pika").setLevel(logging.CRITICAL)
+    # No line shows a process or thread: not looking them up (a getpid() system call
+    # among them) makes every record cheaper, and there is one per command and ack.
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
