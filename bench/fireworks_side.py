@@ -1,7 +1,9 @@
 """The Fireworks side: the real monitor (built by fireworks.cli.build, history on) on a
 thread of the bench process, and real workers (bus + WorkerService, one connection
-each) in host processes. Latencies are taken by the bench around the monitor's own
-calls: from `MonitorService.command` until the monitor emits the acknowledgement."""
+each) in host processes. Latencies are taken around the monitor's own calls: from
+`MonitorService.command` until the monitor records the last awaited acknowledgement
+(the moment its listeners hear it, on the bus thread; the bench's own thread waking up
+after that is not the monitor's latency)."""
 
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ class Monitor:
         assert isinstance(service, MonitorService) and service.store is not None
         self.service = service
         self.acks: Counter[UUID] = Counter()
+        self.last_ack: dict[UUID, float] = {}  # perf_counter() of the latest, by command
         self.arrived: set[str] = set()
         self._heard = threading.Condition()
         service.listeners.append(self._hear)
@@ -68,8 +71,10 @@ class Monitor:
 
     def _hear(self, event: FleetEvent) -> None:  # on the bus thread
         if event.kind is EventKind.ACKNOWLEDGED and event.command_id is not None:
+            recorded = time.perf_counter()
             with self._heard:
                 self.acks[event.command_id] += 1
+                self.last_ack[event.command_id] = recorded
                 self._heard.notify_all()
         elif event.kind is EventKind.REGISTERED and event.worker_id is not None:
             with self._heard:
@@ -89,7 +94,7 @@ class Monitor:
         if expected is not None and awaited != expected:
             raise RuntimeError(f"command awaits {awaited} workers, not {expected}")
         self.wait(lambda: self.acks[command_id] >= awaited, 60, "acknowledgements")
-        return time.perf_counter() - started
+        return self.last_ack.pop(command_id) - started
 
     def wait_fleet(self, size: int, timeout: float = 120) -> None:
         """Until `size` workers arrived and no command is pending (newcomers reconciled)."""

@@ -319,9 +319,10 @@ idle windows of {plan.idle_window:.0f} s.
   to one fanout exchange, give the **raw fan-out** (one publish, N replies).
 - **Command round trip**: the real monitor (`fireworks.cli.build`, history on) runs on
   a thread of the bench process; from `MonitorService.command(...)` until the monitor
-  emits the acknowledgement (a listener on its events), alternating activate/deactivate
-  so every command changes the worker. Workers are the real bus + `WorkerService`, one
-  connection and thread each, spread over {plan.hosts} host processes
+  records the acknowledgement (the time is taken by a listener on its events, on the
+  bus thread; the bench thread waking up after that is not counted), alternating
+  activate/deactivate so every command changes the worker. Workers are the real bus +
+  `WorkerService`, one connection and thread each, spread over {plan.hosts} host processes
   (`bench/hosts.py`), with the default status interval (2 s) running meanwhile.
 - **HTTP**: `POST /api/workers/w0/activate?wait=true` on a kept-alive connection to the
   monitor's own API (uvicorn, in the same process), answered when the ack is in.
