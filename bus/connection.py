@@ -142,28 +142,28 @@ class Bus:
     def declare(
         self,
         declaration: Callable[[Any], object],
-        unless: Callable[[Any], object] | None = None,
+        missing: Callable[[Any], object] | None = None,
     ) -> None:
-        """Run a topology declaration (see bus.topology) on the register channel; with
-        `unless` (passive checks), only if those find something missing. So a user that
-        may not declare works where the topology exists, and one that may, creates it."""
-        if unless is not None and self._present(unless):
-            return
-        self._guard(lambda: declaration(self._channel("register")))
-
-    def _present(self, check: Callable[[Any], object]) -> bool:
-        # A failed passive check closes its channel: use one of its own.
+        """Run a topology declaration (see bus.topology) on the register channel. If the
+        broker finds something it needs missing (404), `missing` declares that and the
+        declaration runs again: a user that may not declare that part works wherever it
+        exists, and one that may, creates it. No round trips are spent looking first."""
         try:
-            scratch = self._connection.channel()
-            check(scratch)
-            scratch.close()
-            return True
+            declaration(self._channel("register"))
         except pika.exceptions.ChannelClosedByBroker as error:
-            if error.reply_code == NOT_FOUND:
-                return False
-            raise BusError(_reason(error)) from None
+            if error.reply_code != NOT_FOUND or missing is None:
+                raise BusError(_reason(error)) from None
+            log.info("declaring the missing topology", extra=fields(reason=_reason(error)))
+            self._guard(self._reopen_register)
+            self._guard(lambda: missing(self._channel("register")))
+            self._guard(lambda: declaration(self._channel("register")))
         except _PIKA_ERRORS as error:
             raise BusError(_reason(error)) from None
+
+    def _reopen_register(self) -> None:
+        # The broker closes a channel on any error; this one is only used for declaring
+        # and publishing, so a new one takes its place at once.
+        self._channels["register"] = self._connection.channel()
 
     def consume(self, channel: ChannelName, queue_name: str, handler: Handler) -> None:
         """Deliver messages from `queue_name` to `handler`, acked after it returns (one ack

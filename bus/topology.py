@@ -127,14 +127,6 @@ class Topology:
         for binding in self.monitor_bindings():
             channel.queue_bind(binding.queue, binding.exchange, routing_key=binding.key)
 
-    def check_shared(self, channel: Any) -> None:
-        """Passively: the broker closes the channel with 404 if anything is missing. A
-        worker's user may use the shared topology but not declare it."""
-        for exchange in self.exchanges():
-            channel.exchange_declare(exchange.name, passive=True)
-        for queue in self.monitor_queues():
-            channel.queue_declare(queue.name, passive=True)
-
     def declare_worker(self, channel: Any, worker_id: str) -> str:
         """The worker's own command queue, bound to its id and to the fleet."""
         queue = self.worker_queue(worker_id)

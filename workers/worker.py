@@ -33,9 +33,12 @@ class WorkerService:
     # -- bus hooks --------------------------------------------------------------
 
     def on_connected(self, bus: Bus) -> None:
-        # The worker's broker user may only use the shared topology (deploy/rabbitmq).
-        bus.declare(self.topology.declare_shared, unless=self.topology.check_shared)
-        bus.declare(lambda channel: self.topology.declare_worker(channel, self.worker_id))
+        # The worker's broker user may only use the shared topology (deploy/rabbitmq),
+        # so it declares that only where it is missing (and its user may: guest).
+        bus.declare(
+            lambda channel: self.topology.declare_worker(channel, self.worker_id),
+            missing=self.topology.declare_shared,
+        )
         bus.consume("command", self.topology.worker_queue(self.worker_id), self.on_command)
         registration = Registration(
             state=self.core.stamp(utc_now()),

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
 
+import pika
 import pytest
 from conftest import Fleet
 from harness import STATUS_INTERVAL, MonitorThread, wait_for
@@ -181,6 +182,24 @@ def test_restarted_worker_gets_the_desired_state_back(
     assert "observed active: False -> True" not in messages
     diffs = [values["diff"] for message, values in said(caplog, "w1") if message == "acknowledged"]
     assert diffs == [{"active": "False -> True"}] * 2
+
+
+def test_a_worker_on_a_bare_broker_declares_the_topology_its_registration_needs(
+    fleet: Fleet,
+) -> None:
+    worker = fleet.start_worker("first")  # nothing is declared in this namespace yet
+    wait_for(lambda: "registered" in worker.log(), 15, "the worker to register")
+    assert "declaring the missing topology" in worker.log()
+    connection = pika.BlockingConnection(pika.URLParameters(fleet.url))
+    try:  # the registration waits in the monitor's queue, which the worker declared
+        register_queue = connection.channel().queue_declare(
+            fleet.topology.register_queue, passive=True
+        )
+        assert register_queue.method.message_count == 1
+    finally:
+        connection.close()
+    monitor = fleet.start_monitor()
+    wait_for(lambda: online(monitor, "first"), 15, "the first worker online")
 
 
 def test_worker_started_before_the_broker_registers_once_it_is_up(

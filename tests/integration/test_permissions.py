@@ -116,7 +116,6 @@ WORKER_ALLOWED: dict[str, Action] = {
         TOPOLOGY.declare_worker(ch, "w1"),
         ch.basic_consume(TOPOLOGY.worker_queue("w1"), lambda *_: None),
     ),
-    "check the shared topology": TOPOLOGY.check_shared,
     "publish a registration": publish(TOPOLOGY.register_exchange, "register.w1"),
     "publish a goodbye": publish(TOPOLOGY.register_exchange, "goodbye.w1"),
     "publish a status": publish(TOPOLOGY.status_exchange, "status.w1"),

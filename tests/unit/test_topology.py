@@ -118,15 +118,3 @@ def test_shared_topology_binds_the_monitor_queues() -> None:
     assert status_args["x-message-ttl"] == STATUS_TTL_MS
     # Every key a worker publishes reaches the monitor's queues through these bindings.
     assert Topology.status_key("w1").startswith("status.")
-
-
-def test_checking_the_shared_topology_only_looks() -> None:
-    topology, channel = Topology("ns"), RecordingChannel()
-
-    topology.check_shared(channel)
-
-    assert set(channel.exchanges) == {"ns.register", "ns.command", "ns.status", "ns.dead"}
-    assert set(channel.queues) == {"ns.monitor.register", "ns.monitor.status", "ns.monitor.dead"}
-    declared = [*channel.exchanges.values(), *channel.queues.values()]
-    assert all(kwargs == {"passive": True} for kwargs in declared)
-    assert channel.bindings == []
