@@ -73,17 +73,17 @@ class WorkerService:
         try:
             self.report(ack)  # first: the monitor is waiting, the log is not
         finally:
-            for name, change in ack.diff.items():
-                log.info(f"{name}: {change}", extra=fields(worker=self.worker_id))
-            log.info(
-                "command",
-                extra=fields(
-                    worker=self.worker_id,
-                    command=command.command_id,
-                    target=command.target,
-                    outcome=ack.outcome,
-                ),
+            # One line per command: each change it made, or else what became of it.
+            about = fields(
+                worker=self.worker_id,
+                command=command.command_id,
+                target=command.target,
+                outcome=ack.outcome,
             )
+            for name, change in ack.diff.items():
+                log.info(f"{name}: {change}", extra=about)
+            if not ack.diff:
+                log.info("command", extra=about)
 
     def report(self, ack: Ack | None = None) -> None:
         self.seq += 1

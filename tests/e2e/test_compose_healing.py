@@ -6,7 +6,7 @@ is steady: every worker has applied a fleet toggle the monitor sent in its curre
 session. After the fault, within HEAL_DEADLINE:
 
 - the monitor logs `connected` with a new session, and so does every worker container;
-- every worker applies (its own `command ... outcome=applied`) a fleet toggle that the
+- every worker applies (its own `active: … outcome=applied`) a fleet toggle that the
   monitor first sent after its reconnect (not a re-send of a command queued while it
   was cut off), and the monitor logs that worker's `acknowledged ... outcome=applied`;
 - no worker is left `lost` by the monitor;
@@ -278,7 +278,6 @@ def progress(stack: Stack, snap: Snapshot, floor: Floor, worker_ids: dict[str, s
         for record in records[at + 1 :]:
             if (
                 record.get("logger") == "fireworks.worker"
-                and record.get("message") == "command"
                 and record.get("outcome") == "applied"
                 and record.get("command") in fresh
             ):
