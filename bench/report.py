@@ -347,6 +347,25 @@ idle windows of {plan.idle_window:.0f} s.
   validated, one connection, three channels) and the Celery worker above; RSS and CPU time over idle
   windows (psutil), after one settling window.
 
+## What Fireworks does that the floor does not
+
+The floor is the least this stack can do: publish 300 bytes and echo them back. The
+ratios price what Fireworks does on top, by design:
+
+- **Per command**, the monitor builds and validates the command, keeps it pending (to
+  re-send it after a reconnect), stores the desired state, and hands it from the calling
+  thread to the bus thread (pika is not thread-safe: one connection, one thread). The
+  worker validates it, applies only what differs, and builds and validates a status
+  carrying the acknowledgement; then it logs the change. The monitor validates the
+  status, updates its view, records the events (history, live stream, metrics) and
+  logs the acknowledgement. The floor does none of that.
+- **Per worker connection** (the storm), a worker opens three channels (register,
+  command, status), declares its own durable queue with two bindings, consumes it and
+  registers; the floor opens one channel and publishes once. The broker's share of the
+  work alone is about twice the floor's.
+- **Fan-out** is the per-command work times N, on two cores shared by the broker, the
+  monitor and the host processes, so it is bound by CPU rather than by waiting.
+
 ## Machine
 
 {about}
