@@ -219,9 +219,9 @@ class Bus:
         expiration: float | None = None,
     ) -> None:
         """Publish `message` as JSON. A `mandatory` one no queue takes comes back to the
-        channel's `on_returned` handler. Nothing waits for the broker: publisher confirms
-        held the bus thread for a round trip per message, for the whole routing of a
-        fan-out, and a sender that must not lose a message keeps it until answered."""
+        channel's `on_returned` handler. Nothing waits for the broker (publisher confirms
+        held the bus thread for a round trip, and for a fan-out's whole routing): a sender
+        that must not lose a message keeps it until answered, as the monitor does."""
         properties = pika.BasicProperties(
             content_type=CONTENT_TYPE,
             message_id=str(getattr(message, "message_id", "")) or None,
