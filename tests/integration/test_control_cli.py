@@ -177,12 +177,20 @@ def test_history_prints_samples_and_events(stack: ProcessFleet, tmp_path: Path) 
     assert any(e[1:3] == ["activated", "w1"] for e in events)
 
 
+# `python -m fireworks` as run from a terminal, where Ctrl-C (SIGINT) interrupts. A test
+# runner started in the background ignores SIGINT, and its children would inherit that.
+IN_A_TERMINAL = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('fireworks', run_name='__main__')"
+)
+
+
 def test_watch_shows_the_fleet_then_live_changes_and_stops_on_ctrl_c(
     stack: ProcessFleet, tmp_path: Path
 ) -> None:
     set_active(stack, "w2", False)
     process = subprocess.Popen(
-        [sys.executable, "-m", "fireworks", "watch"],
+        [sys.executable, "-c", IN_A_TERMINAL, "watch"],
         env=environment(stack.monitor.api),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
