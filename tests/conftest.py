@@ -7,6 +7,7 @@ RabbitMqContainer where Docker works. Without any: skipped locally, failed under
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -109,18 +110,12 @@ class Fleet(WorkerFleet):
 
 @pytest.fixture
 def fleet(broker_url: str, tmp_path: Path) -> Iterator[Fleet]:
-    fleet = Fleet(broker_url, tmp_path)
-    try:
+    with contextlib.closing(Fleet(broker_url, tmp_path)) as fleet:
         yield fleet
-    finally:
-        fleet.close()
 
 
 @pytest.fixture
 def process_fleet(broker_url: str, tmp_path: Path) -> Iterator[ProcessFleet]:
     """`fireworks monitor` processes and workers of one namespace, all stopped afterwards."""
-    fleet = ProcessFleet(broker_url, tmp_path)
-    try:
+    with contextlib.closing(ProcessFleet(broker_url, tmp_path)) as fleet:
         yield fleet
-    finally:
-        fleet.close()

@@ -9,6 +9,7 @@ equals the workers' real state. A summary line per scenario is printed.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -187,11 +188,8 @@ def command_accounting(log: JsonLines) -> tuple[int, int, int, int]:
 
 
 def _scenario(workdir: Path, proxied: bool) -> Iterator[Scenario]:
-    scenario = Scenario(workdir, proxied)
-    try:
+    with contextlib.closing(Scenario(workdir, proxied)) as scenario:
         yield scenario
-    finally:
-        scenario.close()
 
 
 @pytest.fixture
