@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.celery_app import app
-from bench.common import ROOT, percentile, wait_for
+from bench.common import ROOT, percentile, terminate, wait_for
 
 NODE = "bench@localhost"
 POOL = "solo"
@@ -19,8 +19,7 @@ POOL = "solo"
 
 class CeleryWorker:
     def __init__(self, url: str, logs: Path) -> None:
-        os.environ["BENCH_CELERY_BROKER"] = url
-        app.conf.broker_url = url
+        app.conf.broker_url = url  # the bench's side of the remote control
         command = [
             sys.executable,
             "-m",
@@ -51,12 +50,7 @@ class CeleryWorker:
         return bool(app.control.ping(destination=[NODE], limit=1, timeout=0.5))
 
     def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate([self.process])
 
 
 def _timed(call: Callable[[], object], count: int) -> list[float]:

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from bus.logs import configure
 
@@ -74,6 +74,18 @@ def wait_for(condition: Callable[[], T | Literal[False] | None], timeout: float,
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.005)  # poll interval, not a wait for an outcome
+
+
+def terminate(processes: Sequence[subprocess.Popen[Any]], timeout: float = 15.0) -> None:
+    """SIGTERM to each, then wait; one still running after `timeout` s is killed."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def namespace(kind: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 
 from bench.celery_side import CeleryWorker
-from bench.common import Child, Plan, namespace, wait_for
+from bench.common import Child, Plan, namespace, terminate, wait_for
 from bus.local_broker import free_port
 
 MB = 1024 * 1024
@@ -71,14 +71,7 @@ def _fireworks(url: str, workdir: Path, logs: Path) -> Iterator[tuple[int, int]]
         wait_for(worker_online, 60, "the worker online")
         yield processes[0].pid, processes[1].pid
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(processes)
 
 
 def measure(
@@ -111,5 +104,4 @@ def measure(
                     windows.append(figures)
             return windows
     finally:
-        bare.process.terminate()
-        bare.process.wait(timeout=15)
+        terminate([bare.process])
