@@ -103,9 +103,7 @@ STREAM_EVENT: dict[str, Any] = {
     ],
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such worker"}}
-HISTORY_OFF: dict[int | str, dict[str, Any]] = {
-    404: {"description": "history is off (FIREWORKS_DB is empty)"}
-}
+HISTORY_OFF = "history is off (FIREWORKS_DB is empty)"
 
 
 class Action(StrEnum):
@@ -268,7 +266,7 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
         limit: Limit = 1000,
     ) -> WorkerHistory:
         if store is None:
-            raise HTTPException(404, "history is off (FIREWORKS_DB is empty)")
+            raise HTTPException(404, HISTORY_OFF)
         try:
             current: WorkerView | None = worker_view(worker_id)
         except HTTPException:
@@ -306,13 +304,16 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
         return await steer(FLEET, action, wait, timeout)
 
     @app.get(
-        "/api/events", response_model=list[FleetEvent], dependencies=reads, responses=HISTORY_OFF
+        "/api/events",
+        response_model=list[FleetEvent],
+        dependencies=reads,
+        responses={404: {"description": HISTORY_OFF}},
     )
     async def events(
         since: Since = None, until: Until = None, worker: str | None = None, limit: Limit = 1000
     ) -> list[FleetEvent]:
         if store is None:
-            raise HTTPException(404, "history is off (FIREWORKS_DB is empty)")
+            raise HTTPException(404, HISTORY_OFF)
         return await asyncio.to_thread(store.events, since, until, worker, limit)
 
     @app.get(
