@@ -247,15 +247,16 @@ class MonitorService:
             return
         message = decode(delivery.body, STATUS, delivery.content_type)
         _check_key(delivery, self.topology.status_key(message.worker_id))
-        log.debug(
-            "status",
-            extra=fields(
-                worker=message.worker_id,
-                seq=message.seq,
-                active=message.state.active,
-                activity=message.state.activity,
-            ),
-        )
+        if log.isEnabledFor(logging.DEBUG):  # every status: not even its fields otherwise
+            log.debug(
+                "status",
+                extra=fields(
+                    worker=message.worker_id,
+                    seq=message.seq,
+                    active=message.state.active,
+                    activity=message.state.activity,
+                ),
+            )
         with self.lock:
             heard = self.registry.status(message)
         if heard.transition is not None and heard.transition.old is None:
