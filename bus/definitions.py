@@ -1,6 +1,6 @@
 """RabbitMQ definitions for a Fireworks deployment: its own vhost, its topology, and
 three users with least privilege. The compose broker loads them at boot
-(deploy/rabbitmq); `fireworks broker-definitions` writes them from `.env`.
+(deploy/rabbitmq); `fireworks config broker-definitions` writes them from `.env`.
 
 RabbitMQ grants per vhost three regular expressions on resource names (configure:
 declare and delete; write: publish, and bind a queue; read: consume, purge, and be
