@@ -1,6 +1,6 @@
 """A worker process loads only what a worker needs: the monitor's stack (FastAPI,
 uvicorn, SQLite, Prometheus) and a TLS context are the monitor's and amqps' alone
-(they were 13 MB and a quarter second of every worker's start; see docs/benchmarks.md)."""
+(they were 13 MB and a quarter second of every worker's start)."""
 
 from __future__ import annotations
 
