@@ -24,10 +24,9 @@ class WorkerService:
         self.settings = settings
         self.bus = bus
         self.topology: Topology = bus.topology
-        self.core = WorkerState(worker_id, utc_now())
+        self.core = WorkerState(worker_id, utc_now(), settings.work_interval)
         self.started_at = utc_now()
         self.seq = 0
-        bus.every(settings.work_interval, lambda: self.core.work(utc_now()))
         bus.every(settings.status_interval, self.report)
 
     # -- bus hooks --------------------------------------------------------------

@@ -565,13 +565,17 @@ def test_reason_for_a_long_spoofed_routing_key_is_one_short_line() -> None:
 # -- WorkerState: activity never falls, generations only rise, a command applies once -------
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+WORK_INTERVAL = timedelta(seconds=0.5)
 
 
 class WorkerStateMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.now = T0
-        self.core = WorkerState(ME, T0)
+        self.core = WorkerState(ME, T0, WORK_INTERVAL.total_seconds())
+        # The expected activity: `banked` units, plus one per WORK_INTERVAL since `since`
+        # while active (work is counted from each activation, as a whole).
+        self.banked, self.since = 0, T0
         self.sent: list[Command] = []
         self.seen: set[UUID] = set()
         self.took: set[UUID] = set()  # commands that were applied (or found nothing to do)
@@ -600,19 +604,23 @@ class WorkerStateMachine(RuleBasedStateMachine):
         self.apply(Command(target=FLEET, changes=WorkerChanges(active=True), generation=generation))
 
     @rule(seconds=st.floats(min_value=0, max_value=5))
-    def work(self, seconds: float) -> None:
+    def elapse(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
-        before = self.core.state
-        self.core.work(self.now)
-        assert self.core.state.activity == before.activity + (1 if before.active else 0)
 
     @rule()
     def stamp(self) -> None:
         before = self.core.state
-        assert self.core.stamp(self.now) == before.model_copy(update={"timestamp": self.now})
+        expected = {"timestamp": self.now, "activity": self.expected_activity()}
+        assert self.core.stamp(self.now) == before.model_copy(update=expected)
+
+    def expected_activity(self) -> int:
+        if not self.core.state.active:
+            return self.banked
+        return self.banked + (self.now - self.since) // WORK_INTERVAL
 
     def apply(self, command: Command) -> None:
         before = self.core.state
+        activity = self.expected_activity()
         ack = self.core.apply(command, self.now)
         after = self.core.state
         assert (ack.command_id, ack.generation) == (command.command_id, command.generation)
@@ -636,8 +644,11 @@ class WorkerStateMachine(RuleBasedStateMachine):
                     **{n: c.new for n, c in expected.items()},
                     "generation": command.generation,
                     "timestamp": self.now,
+                    "activity": activity,
                 }
             )
+            if "active" in expected:  # a stretch of work ends or begins
+                self.banked, self.since = activity, self.now
         if ack.outcome in (Outcome.DUPLICATE, Outcome.STALE):
             assert after == before and ack.diff == {}
         self.seen.add(command.command_id)

@@ -29,7 +29,7 @@ def command(
 
 @pytest.fixture
 def state() -> WorkerState:
-    return WorkerState("w1", T0)
+    return WorkerState("w1", T0, work_interval=1.0)
 
 
 def test_new_state_is_inactive_idle_and_at_generation_zero(state: WorkerState) -> None:
@@ -141,20 +141,34 @@ def test_generation_jump_is_accepted(state: WorkerState) -> None:
 
 
 def test_work_counts_only_while_active(state: WorkerState) -> None:
-    state.work(at(1))
-    state.work(at(2))
-    assert state.state.activity == 0
-    assert state.state.timestamp == T0
+    assert state.stamp(at(5)).activity == 0
+    assert state.state.timestamp == at(5)
 
-    state.apply(command(True, 1), at(3))
-    for second in range(4, 7):
-        state.work(at(second))
-    assert state.state.activity == 3
-    assert state.state.timestamp == at(6)
+    state.apply(command(True, 1), at(6))
+    assert state.stamp(at(9.5)).activity == 3  # one unit per whole second active
+    assert state.stamp(at(9.9)).activity == 3
+    assert state.stamp(at(10)).activity == 4  # the part second carried over
 
-    state.apply(command(False, 2), at(7))
-    state.work(at(8))
-    assert state.state.activity == 3  # kept, not reset, and not counting
+    state.apply(command(False, 2), at(11.9))
+    assert state.state.activity == 5  # counted up to the deactivation
+    assert state.stamp(at(30)).activity == 5  # kept, not reset, and not counting
+
+    state.apply(command(True, 3), at(40))
+    assert state.stamp(at(40.99)).activity == 5  # counting starts again at activation
+    assert state.stamp(at(41)).activity == 6
+
+
+def test_work_counts_at_any_interval() -> None:
+    state = WorkerState("w1", T0, work_interval=0.05)
+    state.apply(command(True, 1), T0)
+    assert state.stamp(at(1)).activity == 20
+
+
+def test_a_clock_going_back_never_lowers_activity(state: WorkerState) -> None:
+    state.apply(command(True, 1), at(10))
+    assert state.stamp(at(13)).activity == 3
+    assert state.stamp(at(2)).activity == 3
+    assert state.stamp(at(4)).activity == 5  # counting on from where the clock went
 
 
 def test_activity_only_increases(state: WorkerState) -> None:
@@ -164,16 +178,15 @@ def test_activity_only_increases(state: WorkerState) -> None:
         if step % 7 == 0:
             generation += 1
             state.apply(command(step % 14 == 0, generation), at(step))
-        state.work(at(step))
-        state.stamp(at(step))
+        state.stamp(at(step + 0.5))
         seen.append(state.state.activity)
     assert seen == sorted(seen)
     assert seen[-1] > 0
 
 
-def test_stamp_moves_only_the_timestamp(state: WorkerState) -> None:
+def test_stamp_of_an_inactive_worker_moves_only_the_timestamp(state: WorkerState) -> None:
     state.apply(command(True, 1), at(1))
-    state.work(at(2))
+    state.apply(command(False, 2), at(3))
     before = state.state
 
     stamped = state.stamp(at(9))
