@@ -94,6 +94,9 @@ def main(argv: list[str]) -> int:
     log_to(Path(logfile))
     stoppers: list[Callable[[], None]] = []
     threads: list[threading.Thread] = []
+    # Read once per process, as a worker reads its settings once when it starts: the
+    # storm measures workers coming online, not processes starting (for neither side).
+    settings = Settings(_env_file=None, rabbitmq_url=url, fireworks_namespace=namespace)
     say("hello")
     for line in sys.stdin:
         words = line.split()
@@ -103,13 +106,8 @@ def main(argv: list[str]) -> int:
         ready: list[threading.Event] = []
         for number in range(first, first + count):
             if kind == "fireworks":
-                settings = Settings(
-                    _env_file=None,
-                    rabbitmq_url=url,
-                    fireworks_namespace=namespace,
-                    worker_id=f"w{number}",
-                )
-                bus, service = build(settings, "worker")
+                worker = settings.model_copy(update={"worker_id": f"w{number}"})
+                bus, service = build(worker, "worker")
                 thread = threading.Thread(target=bus.run, args=(service,), daemon=True)
                 thread.start()
                 stoppers.append(bus.stop)
