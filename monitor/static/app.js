@@ -374,11 +374,15 @@ async function readWorker(id, seq) {
 }
 
 async function readHealth() {
+  let health = null;
   try {
-    state.health = await api.json("healthz", { accept: [503] });
+    health = await api.json("healthz", { accept: [503] });
   } catch {
-    state.health = null;
+    health = null;
   }
+  // An answer that comes back after the stream went down speaks for a monitor that is
+  // gone (a stopping one answers 503 between leaving the broker and closing its API).
+  state.health = state.live ? health : null;
   renderSummary();
 }
 
