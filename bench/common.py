@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import psutil
+
 from bus.logs import configure
 
 T = TypeVar("T")
@@ -74,6 +76,19 @@ def wait_for(condition: Callable[[], T | Literal[False] | None], timeout: float,
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.005)  # poll interval, not a wait for an outcome
+
+
+def idle_cpu(groups: dict[str, list[psutil.Process]], window: float) -> dict[str, float]:
+    """Percent of one core each group of processes used over `window` seconds."""
+
+    def used(processes: list[psutil.Process]) -> float:
+        return sum(float(t.user + t.system) for t in (p.cpu_times() for p in processes))
+
+    before = {name: used(processes) for name, processes in groups.items()}
+    started = time.monotonic()
+    time.sleep(window)  # the measurement window itself: idle on purpose
+    elapsed = time.monotonic() - started
+    return {name: 100 * (used(ps) - before[name]) / elapsed for name, ps in groups.items()}
 
 
 def terminate(processes: Sequence[subprocess.Popen[Any]], timeout: float = 15.0) -> None:

@@ -9,14 +9,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 
 from bench.celery_side import CeleryWorker
-from bench.common import Child, Plan, namespace, terminate, wait_for
+from bench.common import Child, Plan, idle_cpu, namespace, terminate, wait_for
 from bus.local_broker import free_port
 
 MB = 1024 * 1024
@@ -90,15 +89,9 @@ def measure(
             }
             windows = []
             for window in range(plan.repeat + 1):
-                before = {name: p.cpu_times() for name, p in who.items()}
-                started = time.monotonic()
-                time.sleep(plan.idle_window)  # the measurement window itself: idle on purpose
-                elapsed = time.monotonic() - started
-                figures = {}
+                cpu = idle_cpu({name: [process] for name, process in who.items()}, plan.idle_window)
+                figures = {f"{name}_cpu_pct": percent for name, percent in cpu.items()}
                 for name, process in who.items():
-                    after = process.cpu_times()
-                    used = (after.user + after.system) - (before[name].user + before[name].system)
-                    figures[f"{name}_cpu_pct"] = 100 * used / elapsed
                     figures[f"{name}_rss_mb"] = process.memory_info().rss / MB
                 if window > 0:  # the first window lets start-up work settle
                     windows.append(figures)
