@@ -144,13 +144,7 @@ class MonitorService:
         """Publish a pending command (bus thread, never under the lock)."""
         with self.lock:
             awaiting = self.registry.awaiting(command.command_id)
-        about = {
-            "worker": command.target,
-            "command": command.command_id,
-            "generation": command.generation,
-            **command.changes.fields(),
-            "awaiting": awaiting,
-        }
+        about = _about(command, awaiting)
         key = self.settings.command_signing_key
         if key is not None:  # signed afresh on every (re)send: a new expiry each time
             command = sign(
@@ -195,15 +189,8 @@ class MonitorService:
         command = decode(delivery.body, COMMAND, delivery.content_type)
         with self.lock:
             awaited = self.registry.unroutable(command.command_id)
-        log.warning(
-            "command unroutable: no worker queue",
-            extra=fields(
-                worker=command.target,
-                command=command.command_id,
-                generation=command.generation,
-                awaiting=sorted(awaited),
-            ),
-        )
+        about = _about(command, sorted(awaited))
+        log.warning("command unroutable: no worker queue", extra=fields(**about))
         self._emit(EventKind.UNROUTABLE, command.target, command.command_id)
 
     def on_lifecycle(self, delivery: Delivery) -> None:
@@ -349,6 +336,17 @@ _TRANSITION_EVENTS: dict[tuple[Liveness | None, Liveness], EventKind] = {
     (Liveness.LOST, Liveness.ONLINE): EventKind.RECONNECTED,
     (Liveness.OFFLINE, Liveness.ONLINE): EventKind.RECONNECTED,
 }
+
+
+def _about(command: Command, awaiting: list[str]) -> dict[str, object]:
+    """A command's log fields: whom it is for, what it changes, whom it still awaits."""
+    return {
+        "worker": command.target,
+        "command": command.command_id,
+        "generation": command.generation,
+        **command.changes.fields(),
+        "awaiting": awaiting,
+    }
 
 
 def _check_key(delivery: Delivery, expected: str) -> None:

@@ -40,11 +40,11 @@ class WorkerState:
         self._remember(command.command_id)
         if command.generation <= self.state.generation:
             return self._ack(command, Outcome.STALE)
-        self._count_work(now)
         changed = diff(self.state, command.changes)
         self.state = self.state.model_copy(
             update={
                 **{name: change.new for name, change in changed.items()},
+                "activity": self._activity(now),  # counted up to the change
                 "generation": command.generation,
                 "timestamp": now,
             }
@@ -53,20 +53,20 @@ class WorkerState:
 
     def stamp(self, now: datetime) -> Worker:
         """The state as of `now`, work counted, for a status report."""
-        self._count_work(now)
-        self.state = self.state.model_copy(update={"timestamp": now})
+        self.state = self.state.model_copy(
+            update={"activity": self._activity(now), "timestamp": now}
+        )
         return self.state
 
-    def _count_work(self, now: datetime) -> None:
-        """One unit of work per whole `work_interval` spent active since last counted; a
-        part interval carries over while the worker stays active."""
+    def _activity(self, now: datetime) -> int:
+        """The activity as of `now`: one more unit per whole `work_interval` spent active
+        since last counted; a part interval carries over while the worker stays active."""
         if not self.state.active or now < self._counted_to:
             self._counted_to = now  # nothing to count (or the clock went back: start over)
-            return
+            return self.state.activity
         units = (now - self._counted_to) // self._unit
-        if units:
-            self.state = self.state.model_copy(update={"activity": self.state.activity + units})
-            self._counted_to += units * self._unit
+        self._counted_to += units * self._unit
+        return self.state.activity + units
 
     def _remember(self, command_id: UUID) -> None:
         self._seen[command_id] = None
