@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 
 from bench import celery_side, fireworks_side, floor, footprint, report
-from bench.common import ROOT, Plan, log_to
+from bench.common import ROOT, Figures, Plan, broker_processes, log_to
 from bus.local_broker import LocalBroker
 
 
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def progress(what: str) -> None:
         print(f"[{time.monotonic() - began:6.1f} s] {what}", file=sys.stderr, flush=True)
 
-    runs: list[report.Figures] = []
+    runs: list[Figures] = []
     samples: dict[str, list[float]] = defaultdict(list)
     ok = False
     try:
@@ -75,23 +75,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         with LocalBroker() as broker:
             about = machine(broker)
             url = broker.url
+            beam = broker_processes(broker)
             celery = celery_side.CeleryWorker(url, logs)
             try:
                 for number in range(1, plan.repeat + 1):
-                    run: report.Figures = {}
+                    run: Figures = {}
                     progress(f"run {number}/{plan.repeat}: raw pika round trips and fan-outs")
-                    raw, raw_rtt = floor.round_trips_and_fanouts(url, plan, logs)
+                    raw, raw_rtt = floor.round_trips_and_fanouts(url, plan, logs, beam)
                     samples["floor_rtt"] += raw_rtt
                     progress(f"run {number}/{plan.repeat}: raw pika storm and consume")
                     raw[f"storm_{plan.storm_size}"] = floor.storm(url, plan, logs)
                     bodies = fireworks_side.status_bodies(plan.ingest_workers, plan.ingest_batch, 1)
                     raw["consume_rate"] = floor.consume_rate(url, [body for _, body in bodies])
                     progress(f"run {number}/{plan.repeat}: Fireworks commands and fan-outs")
-                    ours, our_samples = fireworks_side.commands(url, plan, workdir, logs)
+                    ours, our_samples = fireworks_side.commands(url, plan, workdir, logs, beam)
                     for key, values in our_samples.items():
                         samples[key] += values
                     progress(f"run {number}/{plan.repeat}: Fireworks storm and fan-out")
-                    ours.update(fireworks_side.storm(url, plan, workdir, logs))
+                    ours.update(fireworks_side.storm(url, plan, workdir, logs, beam))
                     progress(f"run {number}/{plan.repeat}: Fireworks ingest")
                     ours["ingest_rate"] = fireworks_side.ingest(url, plan, workdir)
                     progress(f"run {number}/{plan.repeat}: Celery remote control")

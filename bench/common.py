@@ -3,6 +3,7 @@ and child processes steered line by line over stdin/stdout."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -12,16 +13,18 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import psutil
 
+from bus.local_broker import LocalBroker
 from bus.logs import configure
 
 T = TypeVar("T")
+Figures = dict[str, float]  # "side.name" -> value, for one run (or one idle window)
 # The repository root: child processes run `python -m bench.…` from here.
 ROOT = Path(__file__).resolve().parent.parent
 # Lines a child process says to the bench start with this; anything else is noise.
@@ -78,17 +81,48 @@ def wait_for(condition: Callable[[], T | Literal[False] | None], timeout: float,
         time.sleep(0.005)  # poll interval, not a wait for an outcome
 
 
-def idle_cpu(groups: dict[str, list[psutil.Process]], window: float) -> dict[str, float]:
+def cpu_seconds(processes: Sequence[psutil.Process]) -> float:
+    return sum(float(t.user + t.system) for t in (p.cpu_times() for p in processes))
+
+
+@contextlib.contextmanager
+def cpu_used(groups: Mapping[str, Sequence[psutil.Process]]) -> Iterator[dict[str, float]]:
+    """Seconds of CPU each group of processes used during the block (filled in at its
+    end). psutil counts in clock ticks (10 ms): measure blocks of a second or more."""
+    before = {name: cpu_seconds(processes) for name, processes in groups.items()}
+    used: dict[str, float] = {}
+    yield used
+    used.update({name: cpu_seconds(ps) - before[name] for name, ps in groups.items()})
+
+
+def cpu_figures(what: str, used: Mapping[str, float], operations: int, unit: float) -> Figures:
+    """`cpu_<what>_<group>` and `cpu_<what>_total`: CPU per operation, in `unit` seconds."""
+    figures = {f"cpu_{what}_{name}": seconds / operations / unit for name, seconds in used.items()}
+    figures[f"cpu_{what}_total"] = sum(used.values()) / operations / unit
+    return figures
+
+
+def idle_cpu(groups: Mapping[str, Sequence[psutil.Process]], window: float) -> dict[str, float]:
     """Percent of one core each group of processes used over `window` seconds."""
-
-    def used(processes: list[psutil.Process]) -> float:
-        return sum(float(t.user + t.system) for t in (p.cpu_times() for p in processes))
-
-    before = {name: used(processes) for name, processes in groups.items()}
     started = time.monotonic()
-    time.sleep(window)  # the measurement window itself: idle on purpose
+    with cpu_used(groups) as used:
+        time.sleep(window)  # the measurement window itself: idle on purpose
     elapsed = time.monotonic() - started
-    return {name: 100 * (used(ps) - before[name]) / elapsed for name, ps in groups.items()}
+    return {name: 100 * seconds / elapsed for name, seconds in used.items()}
+
+
+def broker_processes(broker: LocalBroker) -> list[psutil.Process]:
+    """The Erlang VM of this node, known by its home directory on its command line (the
+    start script around it does nothing meanwhile)."""
+    found = [
+        process
+        for process in psutil.process_iter(["name", "cmdline"])
+        if process.info["name"] == "beam.smp"
+        and str(broker.home) in " ".join(process.info["cmdline"] or [])
+    ]
+    if not found:
+        raise RuntimeError(f"no beam.smp process found for {broker.node}")
+    return found
 
 
 def terminate(processes: Sequence[subprocess.Popen[Any]], timeout: float = 15.0) -> None:
@@ -209,6 +243,9 @@ class Hosts:
         self.size = to
         if wait:
             self.wait_started()
+
+    def processes(self) -> list[psutil.Process]:
+        return [psutil.Process(child.process.pid) for child in self.children]
 
     def wait_started(self) -> None:
         for child in self._pending:

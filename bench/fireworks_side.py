@@ -18,8 +18,19 @@ from pathlib import Path
 from uuid import UUID
 
 import pika
+import psutil
 
-from bench.common import Hosts, Plan, median, namespace, percentile, wait_for
+from bench.common import (
+    Figures,
+    Hosts,
+    Plan,
+    cpu_figures,
+    cpu_used,
+    median,
+    namespace,
+    percentile,
+    wait_for,
+)
 from bus.local_broker import free_port
 from bus.settings import Settings
 from bus.topology import Topology
@@ -109,11 +120,16 @@ class Monitor:
         self._running.close()
 
 
-def _round_trips(monitor: Monitor, count: int) -> list[float]:
-    """Milliseconds per activate/deactivate of one worker (each one changes it)."""
+def _round_trips(
+    monitor: Monitor, count: int, groups: dict[str, list[psutil.Process]]
+) -> tuple[list[float], dict[str, float]]:
+    """Milliseconds per activate/deactivate of one worker (each one changes it), and the
+    CPU seconds each process group used for all of them."""
     for i in range(10):  # warm-up
         monitor.command(TARGET, i % 2 == 0)
-    return [monitor.command(TARGET, i % 2 == 1) * 1000 for i in range(count)]
+    with cpu_used(groups) as used:
+        samples = [monitor.command(TARGET, i % 2 == 1) * 1000 for i in range(count)]
+    return samples, used
 
 
 def _http_round_trips(monitor: Monitor, count: int) -> list[float]:
@@ -137,47 +153,62 @@ def _http_round_trips(monitor: Monitor, count: int) -> list[float]:
     return samples
 
 
-def _fanouts(monitor: Monitor, size: int, trials: int) -> float:
-    """Median milliseconds of "activate all" (alternating) until all `size` acknowledged."""
+def _fanouts(
+    monitor: Monitor, size: int, trials: int, groups: dict[str, list[psutil.Process]]
+) -> Figures:
+    """Median milliseconds of "activate all" (alternating) until all `size` acknowledged,
+    and the CPU each took by process group."""
     monitor.command("all", True, size)  # warm-up
-    return median([monitor.command("all", i % 2 == 1, size) * 1000 for i in range(trials)])
+    with cpu_used(groups) as used:
+        times = [monitor.command("all", i % 2 == 1, size) * 1000 for i in range(trials)]
+    return {f"fanout_{size}": median(times), **cpu_figures(f"fanout_{size}", used, trials, 1e-3)}
+
+
+def _groups(hosts: Hosts, broker: list[psutil.Process]) -> dict[str, list[psutil.Process]]:
+    """Where CPU is counted: the monitor's process (the bench's, which also issues the
+    commands, as the raw side's client does), the workers' host processes, the broker."""
+    return {"caller": [psutil.Process()], "workers": hosts.processes(), "broker": broker}
 
 
 def commands(
-    url: str, plan: Plan, workdir: Path, logs: Path
-) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Round trips with 1, 10 and 100 workers connected (HTTP with 1), and fan-outs."""
+    url: str, plan: Plan, workdir: Path, logs: Path, broker: list[psutil.Process]
+) -> tuple[Figures, dict[str, list[float]]]:
+    """Round trips with 1, 10 and 100 workers connected (HTTP with 1), and fan-outs; with
+    the CPU of the round trips with the first fleet and of the fan-outs."""
     space = namespace("fw")
     monitor = Monitor(url, space, workdir, http=True)
     hosts = Hosts("fireworks", url, space, plan.hosts, logs)
-    figures: dict[str, float] = {}
+    groups = _groups(hosts, broker)
+    figures: Figures = {}
     samples: dict[str, list[float]] = {}
     try:
         for size in plan.fleet_sizes:
             hosts.grow(size)
             monitor.wait_fleet(size)
-            rtt = samples[f"rtt_{size}"] = _round_trips(monitor, plan.round_trips)
+            rtt, used = _round_trips(monitor, plan.round_trips, groups)
+            samples[f"rtt_{size}"] = rtt
             figures[f"rtt_{size}_p50"] = percentile(rtt, 50)
             figures[f"rtt_{size}_p99"] = percentile(rtt, 99)
             if size == plan.fleet_sizes[0]:
+                figures.update(cpu_figures("rtt", used, len(rtt), 1e-6))
                 http_rtt = samples["http"] = _http_round_trips(monitor, plan.round_trips)
                 figures["http_p50"] = percentile(http_rtt, 50)
                 figures["http_p99"] = percentile(http_rtt, 99)
             if size in plan.fanout_sizes:
-                figures[f"fanout_{size}"] = _fanouts(monitor, size, plan.fanout_trials)
+                figures.update(_fanouts(monitor, size, plan.fanout_trials, groups))
     finally:
         hosts.close()
         monitor.close()
     return figures, samples
 
 
-def storm(url: str, plan: Plan, workdir: Path, logs: Path) -> dict[str, float]:
+def storm(url: str, plan: Plan, workdir: Path, logs: Path, broker: list[psutil.Process]) -> Figures:
     """`storm_size` workers started at once until all are online at the monitor; then
     fan-outs to that fleet."""
     space = namespace("fws")
     monitor = Monitor(url, space, workdir)
     hosts = Hosts("fireworks", url, space, plan.hosts, logs)
-    figures: dict[str, float] = {}
+    figures: Figures = {}
     try:
         size = plan.storm_size
         started = time.perf_counter()
@@ -187,7 +218,7 @@ def storm(url: str, plan: Plan, workdir: Path, logs: Path) -> dict[str, float]:
         hosts.wait_started()
         monitor.wait_fleet(size)
         if size in plan.fanout_sizes:
-            figures[f"fanout_{size}"] = _fanouts(monitor, size, plan.fanout_trials)
+            figures.update(_fanouts(monitor, size, plan.fanout_trials, _groups(hosts, broker)))
     finally:
         hosts.close()
         monitor.close()

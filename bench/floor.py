@@ -11,8 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pika
+import psutil
 
-from bench.common import Hosts, Plan, median, namespace, percentile, wait_for
+from bench.common import (
+    Figures,
+    Hosts,
+    Plan,
+    cpu_figures,
+    cpu_used,
+    median,
+    namespace,
+    percentile,
+    wait_for,
+)
 from bench.hosts import fanout_exchange, raw_queue, storm_queue
 
 # About the size of a Fireworks command.
@@ -63,27 +74,33 @@ class RawClient:
 
 
 def round_trips_and_fanouts(
-    url: str, plan: Plan, logs: Path
-) -> tuple[dict[str, float], list[float]]:
-    """Request/reply to one consumer, then one publish to N consumers until all answered."""
+    url: str, plan: Plan, logs: Path, broker: list[psutil.Process]
+) -> tuple[Figures, list[float]]:
+    """Request/reply to one consumer, then one publish to N consumers until all answered;
+    with the CPU each took in the client, the consumers' processes and the broker."""
     space = namespace("raw")
     client = RawClient(url, space)
     hosts = Hosts("raw", url, space, plan.hosts, logs)
-    figures: dict[str, float] = {}
+    groups = {"caller": [psutil.Process()], "workers": hosts.processes(), "broker": broker}
+    figures: Figures = {}
     try:
         hosts.grow(1)
         target = raw_queue(space, 0)
         for _ in range(20):  # warm-up
             client.request("", target, 1)
-        samples = [client.request("", target, 1) * 1000 for _ in range(plan.round_trips)]
+        with cpu_used(groups) as used:
+            samples = [client.request("", target, 1) * 1000 for _ in range(plan.round_trips)]
+        figures.update(cpu_figures("rtt", used, plan.round_trips, 1e-6))
         figures["rtt_p50"], figures["rtt_p99"] = percentile(samples, 50), percentile(samples, 99)
         for size in plan.fanout_sizes:
             hosts.grow(size)
             client.request(fanout_exchange(space), "", size)  # warm-up
-            trials = [
-                client.request(fanout_exchange(space), "", size) * 1000
-                for _ in range(plan.fanout_trials)
-            ]
+            with cpu_used(groups) as used:
+                trials = [
+                    client.request(fanout_exchange(space), "", size) * 1000
+                    for _ in range(plan.fanout_trials)
+                ]
+            figures.update(cpu_figures(f"fanout_{size}", used, plan.fanout_trials, 1e-3))
             figures[f"fanout_{size}"] = median(trials)
     finally:
         hosts.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.common import Hosts, Plan, idle_cpu, median, namespace
+from bench.common import Hosts, Plan, broker_processes, idle_cpu, median, namespace
 from bench.fireworks_side import Monitor
 from bench.floor import RawClient
 from bus.local_broker import LocalBroker
@@ -26,20 +26,9 @@ WINDOW = 5.0  # seconds
 GROUPS = ("hosts", "monitor", "broker")
 
 
-def broker_processes(broker: LocalBroker) -> list[psutil.Process]:
-    """The Erlang VM of this node, known by its home directory on its command line (the
-    start script around it does nothing meanwhile)."""
-    return [
-        process
-        for process in psutil.process_iter(["name", "cmdline"])
-        if process.info["name"] == "beam.smp"
-        and str(broker.home) in " ".join(process.info["cmdline"] or [])
-    ]
-
-
 def measure(hosts: Hosts, broker: list[psutil.Process]) -> dict[str, float]:
     groups = {
-        "hosts": [psutil.Process(child.process.pid) for child in hosts.children],
+        "hosts": hosts.processes(),
         "monitor": [psutil.Process()],
         "broker": broker,
     }
@@ -55,8 +44,6 @@ def main(argv: list[str]) -> int:
     with LocalBroker() as broker, tempfile.TemporaryDirectory(prefix="fireworks-idle-") as tmp:
         workdir = Path(tmp)
         beam = broker_processes(broker)
-        if not beam:
-            raise RuntimeError(f"no beam.smp process found for {broker.node}")
         space = namespace("idleraw")
         client = RawClient(broker.url, space)  # declares the exchange the consumers bind to
         hosts = Hosts("raw", broker.url, space, processes, workdir)

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import Plan, median
-
-Figures = dict[str, float]  # "side.name" -> value, for one run (or one idle window)
+from bench.common import Figures, Plan, median
 
 
 @dataclass(frozen=True)
@@ -36,10 +34,17 @@ def ratios(run: Figures, plan: Plan) -> Figures:
         pairs[f"fanout_{n}/floor"] = (f"fireworks.fanout_{n}", f"floor.fanout_{n}")
     pairs["storm/floor"] = (f"fireworks.storm_{plan.storm_size}", f"floor.storm_{plan.storm_size}")
     pairs["ingest/floor"] = ("fireworks.ingest_rate", "floor.consume_rate")
+    for what in ("rtt", *(f"fanout_{n}" for n in plan.fanout_sizes)):
+        pairs[f"cpu_{what}/floor"] = (f"fireworks.cpu_{what}_total", f"floor.cpu_{what}_total")
     pairs["worker_rss/bare"] = ("footprint.worker_rss_mb", "footprint.bare_rss_mb")
     pairs["worker_rss/celery"] = ("footprint.worker_rss_mb", "footprint.celery_rss_mb")
     pairs["monitor_rss/bare"] = ("footprint.monitor_rss_mb", "footprint.bare_rss_mb")
     return {name: run[a] / run[b] for name, (a, b) in pairs.items() if a in run and b in run}
+
+
+def _targeted_fanouts(plan: Plan) -> list[int]:
+    """The fan-outs the issue sets targets for (a fan-out to 10 is too short to time well)."""
+    return [n for n in plan.fanout_sizes if n >= 100]
 
 
 def targets(plan: Plan) -> list[Target]:
@@ -53,8 +58,7 @@ def targets(plan: Plan) -> list[Target]:
     )
     found += [
         Target(f"fan-out to {n} workers ≤ 1.5x raw fan-out", f"fanout_{n}/floor", True, 1.5)
-        for n in plan.fanout_sizes
-        if n >= 100
+        for n in _targeted_fanouts(plan)
     ]
     found += [
         Target(
@@ -103,6 +107,12 @@ def summarise(
     }
 
 
+# How CPU per operation is grouped (see bench.common.cpu_figures): the process that
+# issues (Fireworks: the monitor's; floor: the bench's client), the workers' host
+# processes, the broker.
+CPU_GROUPS = ("caller", "workers", "broker")
+
+
 def _ms(value: float | None) -> str:
     if value is None:
         return "-"
@@ -115,6 +125,15 @@ def _pair(m: Figures, p50: str, p99: str) -> str:
 
 def _x(m: Figures, key: str) -> str:
     return f"{m[key]:.2f}x" if key in m else "-"
+
+
+def _cpu(m: Figures, side: str, what: str) -> str:
+    """'caller / workers / broker (total)' of one side's CPU per operation."""
+    keys = [f"{side}.cpu_{what}_{group}" for group in (*CPU_GROUPS, "total")]
+    if not all(key in m for key in keys):
+        return "-"
+    shown = [f"{m[key]:,.0f}" if m[key] >= 10 else f"{m[key]:.1f}" for key in keys]
+    return f"{' / '.join(shown[:-1])} ({shown[-1]})"
 
 
 def results_table(summary: dict[str, Any]) -> str:
@@ -165,6 +184,27 @@ def results_table(summary: dict[str, Any]) -> str:
                 _ms(m.get(f"fireworks.fanout_{n}")),
                 _ms(m.get(f"floor.fanout_{n}")),
                 _x(m, f"fanout_{n}/floor"),
+                "",
+                "",
+            )
+        )
+    rows.append(
+        (
+            f"CPU per command round trip ({first} worker), µs: {' / '.join(CPU_GROUPS)} (total)",
+            _cpu(m, "fireworks", "rtt"),
+            _cpu(m, "floor", "rtt"),
+            _x(m, "cpu_rtt/floor"),
+            "",
+            "",
+        )
+    )
+    for n in _targeted_fanouts(plan):
+        rows.append(
+            (
+                f"CPU per fan-out to {n}, ms: {' / '.join(CPU_GROUPS)} (total)",
+                _cpu(m, "fireworks", f"fanout_{n}"),
+                _cpu(m, "floor", f"fanout_{n}"),
+                _x(m, f"cpu_fanout_{n}/floor"),
                 "",
                 "",
             )
@@ -351,6 +391,12 @@ idle windows of {plan.idle_window:.0f} s.
   second until its bus has taken them all. That is the highest rate it sustains before
   a backlog grows, i.e. how many workers at 1 Hz one monitor holds. Raw: one bare
   consumer (prefetch 200, acking 50 at a time) draining the same bodies.
+- **CPU per operation**: user + system time (psutil, in 10 ms ticks) that three groups
+  of processes used while the round trips (with {plan.fleet_sizes[0]} worker) or the
+  fan-outs ran, divided by their number: *caller*, the process that issues (Fireworks:
+  the monitor's, whose bench thread issues the commands; floor: the bench's client);
+  *workers*, the host processes of the workers or raw consumers (including statuses
+  sent meanwhile); *broker*, the node's Erlang VM. x floor compares the totals.
 - **Footprint**: real `fireworks monitor` (history and API on) and `fireworks worker`
   processes, a bare process (`bench/bare.py`: pika, and pydantic with one small model
   validated, one connection, three channels) and the Celery worker above; RSS and CPU time over idle
@@ -373,7 +419,9 @@ ratios price what Fireworks does on top, by design:
   registers; the floor opens one channel and publishes once. The broker's share of the
   work alone is about twice the floor's.
 - **Fan-out** is the per-command work times N, on two cores shared by the broker, the
-  monitor and the host processes, so it is bound by CPU rather than by waiting.
+  monitor and the host processes, so it is bound by CPU rather than by waiting: the
+  CPU rows above price each side's work, and where their total is about twice the
+  floor's, so is the time.
 - **Wake-ups.** Each time a sleeping thread is woken costs CPU and time of its own
   (0.1-0.4 ms of CPU on a 2-core VM; `process_data_events` woken from idle is the
   dearer end). A command wakes three threads (the monitor's bus thread, taking the
