@@ -392,9 +392,9 @@ idle windows of {plan.idle_window:.0f} s.
   a backlog grows, i.e. how many workers at 1 Hz one monitor holds. Raw: one bare
   consumer (prefetch 200, acking 50 at a time) draining the same bodies.
 - **CPU per operation**: user + system time (psutil, in 10 ms ticks) that three groups
-  of processes used while the round trips (with {plan.fleet_sizes[0]} worker) or the
-  fan-outs ran, divided by their number: *caller*, the process that issues (Fireworks:
-  the monitor's, whose bench thread issues the commands; floor: the bench's client);
+  of processes used while the fan-outs or the round trips ({plan.fleet_sizes[0]} worker) ran,
+  divided by their number: *caller*, the process that issues (Fireworks: the
+  monitor's, whose bench thread issues the commands; floor: the bench's client);
   *workers*, the host processes of the workers or raw consumers (including statuses
   sent meanwhile); *broker*, the node's Erlang VM. x floor compares the totals.
 - **Footprint**: real `fireworks monitor` (history and API on) and `fireworks worker`
