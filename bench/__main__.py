@@ -85,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     samples["floor_rtt"] += raw_rtt
                     progress(f"run {number}/{plan.repeat}: raw pika storm and consume")
                     raw[f"storm_{plan.storm_size}"] = floor.storm(url, plan, logs)
+                    raw[f"storm_steps_{plan.storm_size}"] = floor.storm(url, plan, logs, steps=True)
                     bodies = fireworks_side.status_bodies(plan.ingest_workers, plan.ingest_batch, 1)
                     raw["consume_rate"] = floor.consume_rate(url, [body for _, body in bodies])
                     progress(f"run {number}/{plan.repeat}: Fireworks commands and fan-outs")

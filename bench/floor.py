@@ -25,6 +25,7 @@ from bench.common import (
     wait_for,
 )
 from bench.hosts import fanout_exchange, raw_queue, storm_queue
+from bus.topology import Topology
 
 # About the size of a Fireworks command.
 REQUEST = b"x" * 300
@@ -108,15 +109,18 @@ def round_trips_and_fanouts(
     return figures, samples
 
 
-def storm(url: str, plan: Plan, logs: Path) -> float:
-    """Milliseconds from telling the hosts to start until every connection published once."""
-    space = namespace("storm")
+def storm(url: str, plan: Plan, logs: Path, steps: bool = False) -> float:
+    """Milliseconds from telling the hosts to start until every connection published once;
+    with `steps`, each takes a worker's broker steps first (see bench.hosts)."""
+    space = namespace("steps" if steps else "storm")
     client = RawClient(url, space)
+    if steps:
+        Topology(space).declare_shared(client.channel)
     queue = storm_queue(space)
     client.channel.queue_declare(queue, auto_delete=True)
     heard: list[bytes] = []
     client.channel.basic_consume(queue, lambda ch, m, p, body: heard.append(body), auto_ack=True)
-    hosts = Hosts("storm", url, space, plan.hosts, logs)
+    hosts = Hosts("steps" if steps else "storm", url, space, plan.hosts, logs)
     try:
         started = time.perf_counter()
         hosts.grow(plan.storm_size, wait=False)

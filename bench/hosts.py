@@ -6,6 +6,8 @@ Kinds:
   raw        bare pika consumers: each owns a queue bound to the run's fanout exchange and
              answers every message on the message's reply_to (the floor of a worker)
   storm      bare pika: connect, open one channel, publish one message, stay connected
+  steps      bare pika taking a worker's broker steps, then publishing one message: three
+             channels, its own queue with its two bindings (bus.topology), consuming it
 
 Usage: python -m bench.hosts KIND URL NAMESPACE LOGFILE
 """
@@ -22,6 +24,7 @@ import pika
 
 from bench.common import log_to, say
 from bus.settings import Settings
+from bus.topology import Topology
 from fireworks.cli import build
 
 
@@ -89,6 +92,24 @@ def storm_publisher(namespace: str, number: int) -> Callable[[Any, Any], None]:
     return setup
 
 
+def steps_publisher(namespace: str, number: int) -> Callable[[Any, Any], None]:
+    """The broker steps `fireworks worker` takes on connecting, in bare pika and in the
+    same order (the bench declares the shared topology first)."""
+
+    def setup(connection: Any, channel: Any) -> None:
+        command = connection.channel()
+        connection.channel()  # the status channel: opened, not used until a report
+        queue = Topology(namespace).declare_worker(channel, f"s{number}")
+        command.basic_qos(prefetch_count=200)
+        command.basic_consume(queue, on_message_callback=lambda *delivery: None)
+        channel.basic_publish("", storm_queue(namespace), str(number).encode())
+
+    return setup
+
+
+RAW_KINDS = {"raw": raw_consumer, "storm": storm_publisher, "steps": steps_publisher}
+
+
 def main(argv: list[str]) -> int:
     kind, url, namespace, logfile = argv
     log_to(Path(logfile))
@@ -113,8 +134,7 @@ def main(argv: list[str]) -> int:
                 stoppers.append(bus.stop)
                 threads.append(thread)
             else:
-                make = raw_consumer if kind == "raw" else storm_publisher
-                raw = RawConnection(url, make(namespace, number))
+                raw = RawConnection(url, RAW_KINDS[kind](namespace, number))
                 stoppers.append(raw.stop)
                 threads.append(raw.thread)
                 ready.append(raw.ready)

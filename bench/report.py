@@ -32,7 +32,10 @@ def ratios(run: Figures, plan: Plan) -> Figures:
     pairs["celery_control/rtt"] = ("celery.control_p50", f"fireworks.rtt_{first}_p50")
     for n in plan.fanout_sizes:
         pairs[f"fanout_{n}/floor"] = (f"fireworks.fanout_{n}", f"floor.fanout_{n}")
-    pairs["storm/floor"] = (f"fireworks.storm_{plan.storm_size}", f"floor.storm_{plan.storm_size}")
+    size = plan.storm_size
+    pairs["storm/floor"] = (f"fireworks.storm_{size}", f"floor.storm_{size}")
+    pairs["storm/steps"] = (f"fireworks.storm_{size}", f"floor.storm_steps_{size}")
+    pairs["steps/floor"] = (f"floor.storm_steps_{size}", f"floor.storm_{size}")
     pairs["ingest/floor"] = ("fireworks.ingest_rate", "floor.consume_rate")
     for what in ("rtt", *(f"fanout_{n}" for n in plan.fanout_sizes)):
         pairs[f"cpu_{what}/floor"] = (f"fireworks.cpu_{what}_total", f"floor.cpu_{what}_total")
@@ -222,6 +225,16 @@ def results_table(summary: dict[str, Any]) -> str:
     )
     rows.append(
         (
+            "same, beside raw pika taking a worker's broker steps first, ms",
+            _ms(m.get(f"fireworks.storm_{size}")),
+            f"{_ms(m.get(f'floor.storm_steps_{size}'))} ({_x(m, 'steps/floor')} the floor)",
+            _x(m, "storm/steps"),
+            "",
+            "",
+        )
+    )
+    rows.append(
+        (
             "ingest: statuses/s the monitor takes in with history on",
             f"{m.get('fireworks.ingest_rate', 0):,.0f}",
             f"{m.get('floor.consume_rate', 0):,.0f} (raw consume)",
@@ -384,7 +397,10 @@ idle windows of {plan.idle_window:.0f} s.
 - **Registration storm**: host processes already running are told to start
   {plan.storm_size} workers at once; timed until the monitor has emitted
   `registered` for all. Raw: the same hosts open {plan.storm_size} bare connections that
-  publish one message each, timed until the bench has consumed all of them.
+  publish one message each, timed until the bench has consumed all of them. Raw with a
+  worker's broker steps: the same, but each connection first takes the steps a worker
+  takes (three channels, its own queue with two bindings, `basic.qos` and
+  `basic.consume`; `bench/hosts.py`, kind `steps`).
 - **Ingest**: {plan.ingest_workers} worker ids are made known to the monitor first; then
   its bus thread is held (a job handed to it waits on an event) while
   {plan.ingest_batch} valid statuses fill its status queue, and released: statuses per
@@ -416,8 +432,10 @@ ratios price what Fireworks does on top, by design:
   logs the acknowledgement. The floor does none of that.
 - **Per worker connection** (the storm), a worker opens three channels (register,
   command, status), declares its own durable queue with two bindings, consumes it and
-  registers; the floor opens one channel and publishes once. The broker's share of the
-  work alone is about twice the floor's.
+  registers; the floor opens one channel and publishes once. The row "beside raw pika
+  taking a worker's broker steps" sets the broker's part apart: bare pika taking the
+  same steps is itself that much slower than the floor, and what is left over is
+  Fireworks' own.
 - **Fan-out** is the per-command work times N, on two cores shared by the broker, the
   monitor and the host processes, so it is bound by CPU rather than by waiting: the
   CPU rows above price each side's work, and where their total is about twice the
