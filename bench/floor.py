@@ -25,10 +25,13 @@ from bench.common import (
     wait_for,
 )
 from bench.hosts import fanout_exchange, raw_queue, storm_queue
+from bus.settings import Settings
 from bus.topology import Topology
 
 # About the size of a Fireworks command.
 REQUEST = b"x" * 300
+# A command's expiration (ms), as the monitor sets it by default (COMMAND_TTL).
+COMMAND_EXPIRATION = str(int(Settings.model_fields["command_ttl"].default * 1000))
 
 
 class RawClient:
@@ -46,12 +49,37 @@ class RawClient:
     def _on_reply(self, ch: Any, method: Any, properties: Any, body: bytes) -> None:
         self.replies[properties.correlation_id] += 1
 
-    def request(self, exchange: str, routing_key: str, answers: int, timeout: float = 30) -> float:
-        """Seconds from one publish until `answers` replies are in."""
+    def hear_statuses(self, topology: Topology) -> None:
+        """Also take replies from the monitor's status queue, acked as the monitor acks
+        them (see the `topology` host kind)."""
+        topology.declare_shared(self.channel)
+
+        def on_status(ch: Any, method: Any, properties: Any, body: bytes) -> None:
+            self._on_reply(ch, method, properties, body)
+            ch.basic_ack(method.delivery_tag)
+
+        self.channel.basic_qos(prefetch_count=200)
+        self.channel.basic_consume(topology.status_queue, on_status)
+
+    def request(
+        self,
+        exchange: str,
+        routing_key: str,
+        answers: int,
+        timeout: float = 30,
+        command: bool = False,
+    ) -> float:
+        """Seconds from one publish until `answers` replies are in; with `command`, it is
+        published as the monitor publishes a command (transient, mandatory, expiring)."""
         correlation = uuid.uuid4().hex
-        properties = pika.BasicProperties(reply_to=self.reply_queue, correlation_id=correlation)
+        properties = pika.BasicProperties(
+            reply_to=self.reply_queue,
+            correlation_id=correlation,
+            delivery_mode=1 if command else None,
+            expiration=COMMAND_EXPIRATION if command else None,
+        )
         started = time.perf_counter()
-        self.channel.basic_publish(exchange, routing_key, REQUEST, properties)
+        self.channel.basic_publish(exchange, routing_key, REQUEST, properties, mandatory=command)
         self.pump(lambda: self.replies[correlation] >= answers, timeout, "replies")
         elapsed = time.perf_counter() - started
         del self.replies[correlation]
@@ -107,6 +135,32 @@ def round_trips_and_fanouts(
         hosts.close()
         client.close()
     return figures, samples
+
+
+def topology_round_trips(url: str, plan: Plan, logs: Path) -> tuple[Figures, list[float]]:
+    """Request/reply as a command and its acknowledgement travel: to one consumer's queue
+    declared as a worker's, through the command exchange, and back through the status
+    exchange to the monitor's status queue. Bare pika on Fireworks' topology."""
+    space = namespace("topo")
+    topology = Topology(space)
+    client = RawClient(url, space)
+    client.hear_statuses(topology)
+    hosts = Hosts("topology", url, space, plan.hosts, logs)
+    try:
+        hosts.grow(1)
+        exchange, key = topology.command_exchange, topology.command_key("w0")
+        for _ in range(20):  # warm-up
+            client.request(exchange, key, 1, command=True)
+        samples = [
+            client.request(exchange, key, 1, command=True) * 1000 for _ in range(plan.round_trips)
+        ]
+    finally:
+        hosts.close()
+        client.close()
+    return {
+        "rtt_topology_p50": percentile(samples, 50),
+        "rtt_topology_p99": percentile(samples, 99),
+    }, samples
 
 
 def storm(url: str, plan: Plan, logs: Path, steps: bool = False) -> float:

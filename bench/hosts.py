@@ -5,6 +5,9 @@ Kinds:
   fireworks  the real `fireworks worker` (bus + WorkerService, built by fireworks.cli.build)
   raw        bare pika consumers: each owns a queue bound to the run's fanout exchange and
              answers every message on the message's reply_to (the floor of a worker)
+  topology   bare pika consumers on Fireworks' topology: each declares and binds its queue
+             as worker w<N> does (bus.topology) and answers every message on the status
+             exchange, with that worker's status routing key
   storm      bare pika: connect, open one channel, publish one message, stay connected
   steps      bare pika taking a worker's broker steps, then publishing one message: three
              channels, its own queue with its two bindings (bus.topology), consuming it
@@ -85,6 +88,22 @@ def raw_consumer(namespace: str, number: int) -> Callable[[Any, Any], None]:
     return setup
 
 
+def topology_consumer(namespace: str, number: int) -> Callable[[Any, Any], None]:
+    def setup(connection: Any, channel: Any) -> None:
+        topology, worker_id = Topology(namespace), f"w{number}"
+        queue = topology.declare_worker(channel, worker_id)
+
+        def answer(ch: Any, method: Any, properties: Any, body: bytes) -> None:
+            reply = pika.BasicProperties(correlation_id=properties.correlation_id, delivery_mode=1)
+            ch.basic_publish(topology.status_exchange, topology.status_key(worker_id), body, reply)
+            ch.basic_ack(method.delivery_tag)
+
+        channel.basic_qos(prefetch_count=200)
+        channel.basic_consume(queue, on_message_callback=answer)
+
+    return setup
+
+
 def storm_publisher(namespace: str, number: int) -> Callable[[Any, Any], None]:
     def setup(connection: Any, channel: Any) -> None:
         channel.basic_publish("", storm_queue(namespace), str(number).encode())
@@ -107,7 +126,12 @@ def steps_publisher(namespace: str, number: int) -> Callable[[Any, Any], None]:
     return setup
 
 
-RAW_KINDS = {"raw": raw_consumer, "storm": storm_publisher, "steps": steps_publisher}
+RAW_KINDS = {
+    "raw": raw_consumer,
+    "topology": topology_consumer,
+    "storm": storm_publisher,
+    "steps": steps_publisher,
+}
 
 
 def main(argv: list[str]) -> int:

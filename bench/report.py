@@ -28,6 +28,8 @@ def ratios(run: Figures, plan: Plan) -> Figures:
         pairs[f"rtt_{n}/floor"] = (f"fireworks.rtt_{n}_p50", "floor.rtt_p50")
     pairs["http/floor"] = ("fireworks.http_p50", "floor.rtt_p50")
     first = plan.fleet_sizes[0]
+    pairs["rtt/topology"] = (f"fireworks.rtt_{first}_p50", "floor.rtt_topology_p50")
+    pairs["topology/floor"] = ("floor.rtt_topology_p50", "floor.rtt_p50")
     pairs["celery_ping/rtt"] = ("celery.ping_p50", f"fireworks.rtt_{first}_p50")
     pairs["celery_control/rtt"] = ("celery.control_p50", f"fireworks.rtt_{first}_p50")
     for n in plan.fanout_sizes:
@@ -156,6 +158,17 @@ def results_table(summary: dict[str, Any]) -> str:
                 _x(m, "celery_ping/rtt") if n == first else "",
             )
         )
+    rows.append(
+        (
+            f"same ({first} worker), beside raw pika on Fireworks' topology, p50 / p99 ms",
+            _pair(m, f"fireworks.rtt_{first}_p50", f"fireworks.rtt_{first}_p99"),
+            f"{_pair(m, 'floor.rtt_topology_p50', 'floor.rtt_topology_p99')}"
+            f" ({_x(m, 'topology/floor')} the floor)",
+            _x(m, "rtt/topology"),
+            "",
+            "",
+        )
+    )
     rows.append(
         (
             "same through HTTP `POST …/activate?wait=true`, p50 / p99 ms",
@@ -291,6 +304,7 @@ def targets_table(summary: dict[str, Any]) -> str:
 
 PLOT_SERIES = {
     "floor_rtt": "raw pika request/reply",
+    "floor_rtt_topology": "raw pika on Fireworks' topology",
     "rtt_1": "Fireworks command, 1 worker",
     "rtt_10": "Fireworks command, 10 workers",
     "rtt_100": "Fireworks command, 100 workers",
@@ -379,6 +393,12 @@ idle windows of {plan.idle_window:.0f} s.
   queue and waits for its reply (reply_to, correlation id); the consumer is a bare pika
   connection in another process that answers every message. The same consumers, bound
   to one fanout exchange, give the **raw fan-out** (one publish, N replies).
+- **Floor on Fireworks' topology**: the same request/reply, routed as a command and its
+  acknowledgement are: published to the command exchange as the monitor publishes a
+  command (transient, mandatory, expiring) to a queue declared and bound as a worker's,
+  answered through the status exchange with a status's routing key into the monitor's
+  status queue, and acked there (`bench/hosts.py`, kind `topology`). It prices the
+  broker's part of a command apart from Fireworks' own.
 - **Command round trip**: the real monitor (`fireworks.cli.build`, history on) runs on
   a thread of the bench process; from `MonitorService.command(...)` until the monitor
   records the acknowledgement (the time is taken by a listener on its events, on the
@@ -429,7 +449,9 @@ ratios price what Fireworks does on top, by design:
   worker validates it, applies only what differs, and builds and validates a status
   carrying the acknowledgement; then it logs the change. The monitor validates the
   status, updates its view, records the events (history, live stream, metrics) and
-  logs the acknowledgement. The floor does none of that.
+  logs the acknowledgement. The floor does none of that. The broker's part of it
+  (topic exchanges, a mandatory and expiring message, a bounded status queue, the
+  monitor's ack) is priced apart by the row "beside raw pika on Fireworks' topology".
 - **Per worker connection** (the storm), a worker opens three channels (register,
   command, status), declares its own durable queue with two bindings, consumes it and
   registers; the floor opens one channel and publishes once. The row "beside raw pika
