@@ -247,6 +247,11 @@ class Hosts:
     def processes(self) -> list[psutil.Process]:
         return [psutil.Process(child.process.pid) for child in self.children]
 
+    def cpu_groups(self, broker: list[psutil.Process]) -> dict[str, list[psutil.Process]]:
+        """Where CPU is counted (see cpu_figures): the bench's process, which issues (the
+        raw client, or the monitor on a thread of it), these hosts, and the broker."""
+        return {"caller": [psutil.Process()], "workers": self.processes(), "broker": broker}
+
     def wait_started(self) -> None:
         for child in self._pending:
             child.expect("started", timeout=120)

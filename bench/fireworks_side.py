@@ -164,12 +164,6 @@ def _fanouts(
     return {f"fanout_{size}": median(times), **cpu_figures(f"fanout_{size}", used, trials, 1e-3)}
 
 
-def _groups(hosts: Hosts, broker: list[psutil.Process]) -> dict[str, list[psutil.Process]]:
-    """Where CPU is counted: the monitor's process (the bench's, which also issues the
-    commands, as the raw side's client does), the workers' host processes, the broker."""
-    return {"caller": [psutil.Process()], "workers": hosts.processes(), "broker": broker}
-
-
 def commands(
     url: str, plan: Plan, workdir: Path, logs: Path, broker: list[psutil.Process]
 ) -> tuple[Figures, dict[str, list[float]]]:
@@ -178,7 +172,7 @@ def commands(
     space = namespace("fw")
     monitor = Monitor(url, space, workdir, http=True)
     hosts = Hosts("fireworks", url, space, plan.hosts, logs)
-    groups = _groups(hosts, broker)
+    groups = hosts.cpu_groups(broker)
     figures: Figures = {}
     samples: dict[str, list[float]] = {}
     try:
@@ -218,7 +212,7 @@ def storm(url: str, plan: Plan, workdir: Path, logs: Path, broker: list[psutil.P
         hosts.wait_started()
         monitor.wait_fleet(size)
         if size in plan.fanout_sizes:
-            figures.update(_fanouts(monitor, size, plan.fanout_trials, _groups(hosts, broker)))
+            figures.update(_fanouts(monitor, size, plan.fanout_trials, hosts.cpu_groups(broker)))
     finally:
         hosts.close()
         monitor.close()

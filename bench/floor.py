@@ -110,7 +110,7 @@ def round_trips_and_fanouts(
     space = namespace("raw")
     client = RawClient(url, space)
     hosts = Hosts("raw", url, space, plan.hosts, logs)
-    groups = {"caller": [psutil.Process()], "workers": hosts.processes(), "broker": broker}
+    groups = hosts.cpu_groups(broker)
     figures: Figures = {}
     try:
         hosts.grow(1)
