@@ -24,6 +24,8 @@ from bus.local_broker import LocalBroker
 from bus.logs import configure
 
 T = TypeVar("T")
+# Where CPU per operation is counted (see Hosts.cpu_groups), in the order it is shown.
+CPU_GROUPS = ("caller", "workers", "broker")
 Figures = dict[str, float]  # "side.name" -> value, for one run (or one idle window)
 # The repository root: child processes run `python -m bench.…` from here.
 ROOT = Path(__file__).resolve().parent.parent
@@ -248,9 +250,9 @@ class Hosts:
         return [psutil.Process(child.process.pid) for child in self.children]
 
     def cpu_groups(self, broker: list[psutil.Process]) -> dict[str, list[psutil.Process]]:
-        """Where CPU is counted (see cpu_figures): the bench's process, which issues (the
-        raw client, or the monitor on a thread of it), these hosts, and the broker."""
-        return {"caller": [psutil.Process()], "workers": self.processes(), "broker": broker}
+        """Where CPU is counted (CPU_GROUPS): the bench's process, which issues (the raw
+        client, or the monitor on a thread of it), these hosts, and the broker."""
+        return dict(zip(CPU_GROUPS, ([psutil.Process()], self.processes(), broker), strict=True))
 
     def wait_started(self) -> None:
         for child in self._pending:

@@ -166,7 +166,8 @@ def topology_round_trips(url: str, plan: Plan, logs: Path) -> tuple[Figures, lis
 def storm(url: str, plan: Plan, logs: Path, steps: bool = False) -> float:
     """Milliseconds from telling the hosts to start until every connection published once;
     with `steps`, each takes a worker's broker steps first (see bench.hosts)."""
-    space = namespace("steps" if steps else "storm")
+    kind = "steps" if steps else "storm"
+    space = namespace(kind)
     client = RawClient(url, space)
     if steps:
         Topology(space).declare_shared(client.channel)
@@ -174,7 +175,7 @@ def storm(url: str, plan: Plan, logs: Path, steps: bool = False) -> float:
     client.channel.queue_declare(queue, auto_delete=True)
     heard: list[bytes] = []
     client.channel.basic_consume(queue, lambda ch, m, p, body: heard.append(body), auto_ack=True)
-    hosts = Hosts("steps" if steps else "storm", url, space, plan.hosts, logs)
+    hosts = Hosts(kind, url, space, plan.hosts, logs)
     try:
         started = time.perf_counter()
         hosts.grow(plan.storm_size, wait=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.common import Hosts, Plan, broker_processes, idle_cpu, median, namespace
+from bench.common import CPU_GROUPS, Hosts, Plan, broker_processes, idle_cpu, median, namespace
 from bench.fireworks_side import Monitor
 from bench.floor import RawClient
 from bus.local_broker import LocalBroker
@@ -23,15 +23,11 @@ from bus.local_broker import LocalBroker
 SIZE = 500
 WINDOWS = 3  # measured, after one that lets start-up work settle
 WINDOW = 5.0  # seconds
-GROUPS = ("hosts", "monitor", "broker")
 
 
 def measure(hosts: Hosts, broker: list[psutil.Process]) -> dict[str, float]:
-    groups = {
-        "hosts": hosts.processes(),
-        "monitor": [psutil.Process()],
-        "broker": broker,
-    }
+    """caller (the monitor; raw: the bench), workers (the hosts), broker: % of one core."""
+    groups = hosts.cpu_groups(broker)
     idle_cpu(groups, WINDOW)
     windows = [idle_cpu(groups, WINDOW) for _ in range(WINDOWS)]
     return {name: median([window[name] for window in windows]) for name in groups}
@@ -63,10 +59,10 @@ def main(argv: list[str]) -> int:
         finally:
             hosts.close()
             monitor.close()
-    print("| idle, % of one core | hosts | monitor (raw: the bench) | broker | total |")
+    print("| idle, % of one core | monitor (raw: the bench) | hosts | broker | total |")
     print("|---|---:|---:|---:|---:|")
     for side, cpu in rows.items():
-        cells = " | ".join(f"{cpu[name]:.1f}" for name in GROUPS)
+        cells = " | ".join(f"{cpu[name]:.1f}" for name in CPU_GROUPS)
         print(f"| {side} | {cells} | {sum(cpu.values()):.1f} |")
     return 0
 

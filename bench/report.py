@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import Figures, Plan, median
+from bench.common import CPU_GROUPS, Figures, Plan, median
 
 
 @dataclass(frozen=True)
@@ -110,12 +110,6 @@ def summarise(
         "runs": per_run,
         "footprint_windows": per_window,
     }
-
-
-# How CPU per operation is grouped (see bench.common.cpu_figures): the process that
-# issues (Fireworks: the monitor's; floor: the bench's client), the workers' host
-# processes, the broker.
-CPU_GROUPS = ("caller", "workers", "broker")
 
 
 def _ms(value: float | None) -> str:

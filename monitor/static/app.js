@@ -378,7 +378,7 @@ async function readHealth() {
   try {
     health = await api.json("healthz", { accept: [503] });
   } catch {
-    health = null;
+    // No answer at all: the health stays unknown.
   }
   // An answer that comes back after the stream went down speaks for a monitor that is
   // gone (a stopping one answers 503 between leaving the broker and closing its API).
