@@ -27,6 +27,7 @@ from bench.common import (
 from bench.hosts import fanout_exchange, raw_queue, storm_queue
 from bus.settings import Settings
 from bus.topology import Topology
+from models.worker_model import FLEET
 
 # About the size of a Fireworks command.
 REQUEST = b"x" * 300
@@ -137,15 +138,19 @@ def round_trips_and_fanouts(
     return figures, samples
 
 
-def topology_round_trips(url: str, plan: Plan, logs: Path) -> tuple[Figures, list[float]]:
+def topology_round_trips_and_fanouts(
+    url: str, plan: Plan, logs: Path
+) -> tuple[Figures, list[float]]:
     """Request/reply as a command and its acknowledgement travel: to one consumer's queue
     declared as a worker's, through the command exchange, and back through the status
-    exchange to the monitor's status queue. Bare pika on Fireworks' topology."""
+    exchange to the monitor's status queue; then to N such consumers at once, published
+    with the fleet's key. Bare pika on Fireworks' topology."""
     space = namespace("topo")
     topology = Topology(space)
     client = RawClient(url, space)
     client.hear_statuses(topology)
     hosts = Hosts("topology", url, space, plan.hosts, logs)
+    figures: Figures = {}
     try:
         hosts.grow(1)
         exchange, key = topology.command_exchange, topology.command_key("w0")
@@ -154,13 +159,21 @@ def topology_round_trips(url: str, plan: Plan, logs: Path) -> tuple[Figures, lis
         samples = [
             client.request(exchange, key, 1, command=True) * 1000 for _ in range(plan.round_trips)
         ]
+        figures["rtt_topology_p50"] = percentile(samples, 50)
+        figures["rtt_topology_p99"] = percentile(samples, 99)
+        everyone = topology.command_key(FLEET)
+        for size in plan.fanout_sizes:
+            hosts.grow(size)
+            client.request(exchange, everyone, size, command=True)  # warm-up
+            trials = [
+                client.request(exchange, everyone, size, command=True) * 1000
+                for _ in range(plan.fanout_trials)
+            ]
+            figures[f"fanout_topology_{size}"] = median(trials)
     finally:
         hosts.close()
         client.close()
-    return {
-        "rtt_topology_p50": percentile(samples, 50),
-        "rtt_topology_p99": percentile(samples, 99),
-    }, samples
+    return figures, samples
 
 
 def storm(url: str, plan: Plan, logs: Path, steps: bool = False) -> float:

@@ -34,6 +34,8 @@ def ratios(run: Figures, plan: Plan) -> Figures:
     pairs["celery_control/rtt"] = ("celery.control_p50", f"fireworks.rtt_{first}_p50")
     for n in plan.fanout_sizes:
         pairs[f"fanout_{n}/floor"] = (f"fireworks.fanout_{n}", f"floor.fanout_{n}")
+        pairs[f"fanout_{n}/topology"] = (f"fireworks.fanout_{n}", f"floor.fanout_topology_{n}")
+        pairs[f"fanout_topology_{n}/floor"] = (f"floor.fanout_topology_{n}", f"floor.fanout_{n}")
     size = plan.storm_size
     pairs["storm/floor"] = (f"fireworks.storm_{size}", f"floor.storm_{size}")
     pairs["storm/steps"] = (f"fireworks.storm_{size}", f"floor.storm_steps_{size}")
@@ -198,6 +200,18 @@ def results_table(summary: dict[str, Any]) -> str:
                 "",
             )
         )
+        if n in _targeted_fanouts(plan):
+            rows.append(
+                (
+                    f"same to {n}, beside raw pika on Fireworks' topology, ms",
+                    _ms(m.get(f"fireworks.fanout_{n}")),
+                    f"{_ms(m.get(f'floor.fanout_topology_{n}'))}"
+                    f" ({_x(m, f'fanout_topology_{n}/floor')} the floor)",
+                    _x(m, f"fanout_{n}/topology"),
+                    "",
+                    "",
+                )
+            )
     rows.append(
         (
             f"CPU per command round trip ({first} worker), µs: {' / '.join(CPU_GROUPS)} (total)",
@@ -391,8 +405,10 @@ idle windows of {plan.idle_window:.0f} s.
   acknowledgement are: published to the command exchange as the monitor publishes a
   command (transient, mandatory, expiring) to a queue declared and bound as a worker's,
   answered through the status exchange with a status's routing key into the monitor's
-  status queue, and acked there (`bench/hosts.py`, kind `topology`). It prices the
-  broker's part of a command apart from Fireworks' own.
+  status queue, and acked there (`bench/hosts.py`, kind `topology`). With N such
+  consumers (each queue is bound to the fleet's key too, as a worker's is), one
+  publish with the fleet's key gives the **fan-out on Fireworks' topology**. Both
+  price the broker's part of a command apart from Fireworks' own.
 - **Command round trip**: the real monitor (`fireworks.cli.build`, history on) runs on
   a thread of the bench process; from `MonitorService.command(...)` until the monitor
   records the acknowledgement (the time is taken by a listener on its events, on the
@@ -455,7 +471,8 @@ ratios price what Fireworks does on top, by design:
 - **Fan-out** is the per-command work times N, on two cores shared by the broker, the
   monitor and the host processes, so it is bound by CPU rather than by waiting: the
   CPU rows above price each side's work, and where their total is about twice the
-  floor's, so is the time.
+  floor's, so is the time. The rows "beside raw pika on Fireworks' topology" set the
+  broker's part of it apart, as for the round trip.
 - **Wake-ups.** Each time a sleeping thread is woken costs CPU and time of its own
   (0.1-0.4 ms of CPU on a 2-core VM; `process_data_events` woken from idle is the
   dearer end). A command wakes three threads (the monitor's bus thread, taking the
