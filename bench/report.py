@@ -461,7 +461,8 @@ ratios price what Fireworks does on top, by design:
   status, updates its view, records the events (history, live stream, metrics) and
   logs the acknowledgement. The floor does none of that. The broker's part of it
   (topic exchanges, a mandatory and expiring message, a bounded status queue, the
-  monitor's ack) is priced apart by the row "beside raw pika on Fireworks' topology".
+  monitor's ack) is priced apart by the row "beside raw pika on Fireworks' topology",
+  and `python -m bench.legs` times each leg of a round trip on both sides.
 - **Per worker connection** (the storm), a worker opens three channels (register,
   command, status), declares its own durable queue with two bindings, consumes it and
   registers; the floor opens one channel and publishes once. The row "beside raw pika
