@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import celery_side, fireworks_side, floor, footprint, report
+from bench import celery_side, fireworks_side, floor, footprint, legs, report
 from bench.common import ROOT, Figures, Plan, broker_processes, log_to
 from bus.local_broker import LocalBroker
 
@@ -105,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         samples[key] += values
                     for side, figures in (("floor", raw), ("fireworks", ours), ("celery", peer)):
                         run.update({f"{side}.{key}": value for key, value in figures.items()})
+                    progress(f"run {number}/{plan.repeat}: one round trip, leg by leg")
+                    run.update(legs.measure_apart(url, plan.round_trips))
                     runs.append(run)
                 progress("footprint: idle processes")
                 windows = [

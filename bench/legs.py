@@ -7,14 +7,18 @@ methods the `_note_*` functions name; nothing else changes. Each leg is the medi
 the round trips.
 
 Usage: python -m bench.legs [N]      # N = 2000 round trips a side by default; a minute
+`python -m bench` runs it too, in a process of its own (see `measure_apart`), for its
+report.
 """
 
 from __future__ import annotations
 
+import argparse
 import bisect
 import contextlib
 import itertools
 import json
+import subprocess
 import sys
 import tempfile
 import threading
@@ -26,10 +30,11 @@ from typing import Any
 
 from pika.adapters.blocking_connection import BlockingChannel
 
-from bench.common import Child, log_to, median, namespace, say
+from bench.common import ROOT, Child, Figures, log_to, median, namespace, say
 from bench.fireworks_side import TARGET, Monitor
 from bench.floor import RawClient
 from bench.hosts import RawConnection, topology_consumer
+from bench.report import legs_table
 from bus.connection import Bus, Delivery
 from bus.local_broker import LocalBroker
 from bus.settings import Settings
@@ -42,15 +47,6 @@ ROUND_TRIPS = 2000
 WARM_UP = 20
 # The points of a round trip in the order it passes them; a leg runs from one to the next.
 POINTS = ("issued", "taken", "publishing", "published", "received", "answered", "heard", "recorded")
-LEGS = {
-    "taken": "handed from the calling thread to the bus thread",
-    "publishing": "the bus thread gets the command ready",
-    "published": "publishing the command (pika `basic_publish`)",
-    "received": "to the worker's handler (broker, wake-up, pika)",
-    "answered": "the worker: until its answer is published",
-    "heard": "back to the monitor's handler (broker, wake-up, pika)",
-    "recorded": "the monitor: until the acknowledgement is recorded",
-}
 Stamps = dict[str, list[float]]
 
 
@@ -241,23 +237,44 @@ def _floor(url: str, workdir: Path, round_trips: int) -> dict[str, float]:
     return legs(stamps, round_trips)
 
 
+def measure(url: str, workdir: Path, round_trips: int) -> Figures:
+    """Each leg's median, as `side.leg_<point>` (see report.legs_table)."""
+    found = {"fireworks": _fireworks(url, workdir, round_trips)}
+    found["floor"] = _floor(url, workdir, round_trips)
+    return {
+        f"{side}.leg_{point}": value
+        for side, legs in found.items()
+        for point, value in legs.items()
+    }
+
+
+def measure_apart(url: str, round_trips: int) -> Figures:
+    """`measure` in a process of its own: the methods it wraps stay as they were here."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.legs", "--url", url, "--json", str(round_trips)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    figures: Figures = json.loads(done.stdout)
+    return figures
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] in (["worker"], ["topology"]):
         return child(*argv)
-    round_trips = int(argv[0]) if argv else ROUND_TRIPS
-    with LocalBroker() as broker, tempfile.TemporaryDirectory(prefix="fireworks-legs-") as tmp:
-        workdir = Path(tmp)
+    parser = argparse.ArgumentParser(prog="python -m bench.legs", description=__doc__)
+    parser.add_argument("round_trips", nargs="?", type=int, default=ROUND_TRIPS)
+    parser.add_argument("--url", help="a running broker to use instead of a private node")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fireworks-legs-")))
         log_to(workdir / "bench.log")
-        found = {
-            "Fireworks": _fireworks(broker.url, workdir, round_trips),
-            "raw pika on Fireworks' topology": _floor(broker.url, workdir, round_trips),
-        }
-    sides = list(found)
-    print(f"| leg of a command round trip (1 worker), median µs | {' | '.join(sides)} |")
-    print("|---|" + "---:|" * len(sides))
-    for point, text in [*LEGS.items(), ("total", "the whole round trip")]:
-        shown = [f"{found[side][point]:,.0f}" if point in found[side] else "-" for side in sides]
-        print(f"| {text} | {' | '.join(shown)} |")
+        url = args.url or stack.enter_context(LocalBroker()).url
+        figures = measure(url, workdir, args.round_trips)
+    print(json.dumps(figures) if args.json else legs_table(figures))
     return 0
 
 

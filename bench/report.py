@@ -360,6 +360,32 @@ def plot(summary: dict[str, Any], samples: dict[str, list[float]], path: Path) -
     plt.close(figure)
 
 
+# The legs of a round trip (bench.legs), each named by the point it ends at.
+LEGS = {
+    "taken": "handed from the calling thread to the bus thread",
+    "publishing": "the bus thread gets the command ready",
+    "published": "publishing the command (pika `basic_publish`)",
+    "received": "to the worker's handler (broker, wake-up, pika)",
+    "answered": "the worker: until its answer is published",
+    "heard": "back to the monitor's handler (broker, wake-up, pika)",
+    "recorded": "the monitor: until the acknowledgement is recorded",
+    "total": "the whole round trip",
+}
+
+
+def legs_table(m: Figures) -> str:
+    """Each leg of a round trip, Fireworks beside raw pika on Fireworks' topology."""
+    sides = {"fireworks": "Fireworks", "floor": "raw pika on Fireworks' topology"}
+    lines = [
+        f"| leg of a command round trip (1 worker), median µs | {' | '.join(sides.values())} |",
+        "|---|" + "---:|" * len(sides),
+    ]
+    for point, text in LEGS.items():
+        shown = [f"{m[key]:,.0f}" if (key := f"{side}.leg_{point}") in m else "-" for side in sides]
+        lines.append(f"| {text} | {' | '.join(shown)} |")
+    return "\n".join(lines)
+
+
 def markdown(summary: dict[str, Any], command: str) -> str:
     machine = summary["machine"]
     plan = Plan(**summary["plan"])
@@ -394,6 +420,18 @@ idle windows of {plan.idle_window:.0f} s.
 {results_table(summary)}
 
 ![Latency distributions, fan-out and storm](benchmarks.png)
+
+## Where a round trip's time goes
+
+{legs_table(summary["median"])}
+
+`python -m bench.legs`, run in a process of its own in every run: the real monitor (as
+above, on a thread) and one real worker (a process of its own) beside raw pika on
+Fireworks' topology (the consumer a process of its own). Each side notes
+`time.perf_counter()` (one clock for every process of the machine) where a round trip
+passes the same points, by wrapping the methods that pass them; every leg is the median
+over {plan.round_trips} round trips, then over runs, so the legs need not add up to the
+whole. Raw pika has no thread to hand over to: its round trip starts at publishing.
 
 ## How each figure is taken
 
@@ -462,7 +500,7 @@ ratios price what Fireworks does on top, by design:
   logs the acknowledgement. The floor does none of that. The broker's part of it
   (topic exchanges, a mandatory and expiring message, a bounded status queue, the
   monitor's ack) is priced apart by the row "beside raw pika on Fireworks' topology",
-  and `python -m bench.legs` times each leg of a round trip on both sides.
+  and the table "Where a round trip's time goes" times each of its legs.
 - **Per worker connection** (the storm), a worker opens three channels (register,
   command, status), declares its own durable queue with two bindings, consumes it and
   registers; the floor opens one channel and publishes once. The row "beside raw pika
