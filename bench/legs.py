@@ -1,10 +1,10 @@
 """Where a command round trip's time goes, leg by leg: the real monitor (as the bench runs
 it, on a thread of this process) and one real worker in a process of its own, beside
 bare pika on Fireworks' topology (the bench's `topology` consumer in a process of its
-own), in one run on a private node. Both sides note `time.perf_counter()` (one clock for
-every process of a Linux machine) at the same points of the path, by wrapping the
-methods the `_note_*` functions name; nothing else changes. Each leg is the median over
-the round trips.
+own), in one run on a private node (or on the broker --url names). Both sides note
+`time.perf_counter()` (one clock for every process of a Linux machine) at the same
+points of the path, by wrapping the methods the `_note_*` functions name; nothing else
+changes. Each leg is the median over the round trips.
 
 Usage: python -m bench.legs [N]      # N = 2000 round trips a side by default; a minute
 `python -m bench` runs it too, in a process of its own (see `measure_apart`), for its
@@ -253,10 +253,11 @@ def measure_apart(url: str, round_trips: int) -> Figures:
     done = subprocess.run(
         [sys.executable, "-m", "bench.legs", "--url", url, "--json", str(round_trips)],
         cwd=ROOT,
-        check=True,
         capture_output=True,
         text=True,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.legs failed:\n{done.stderr[-2000:]}")
     figures: Figures = json.loads(done.stdout)
     return figures
 
