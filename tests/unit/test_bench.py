@@ -1,0 +1,78 @@
+"""The bench's own arithmetic: how figures become percentiles, medians, ratios, verdicts
+and the legs of a round trip. (The measurements themselves are run by hand: bench/.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.common import Plan, percentile, spread
+from bench.legs import legs
+from bench.report import legs_table, summarise
+
+
+def test_percentile_is_nearest_rank() -> None:
+    samples = [5.0, 1.0, 4.0, 2.0, 3.0]
+    assert percentile(samples, 50) == 3.0
+    assert percentile(samples, 99) == 5.0
+    assert percentile(samples, 0) == 1.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_spread_splits_work_as_evenly_as_possible() -> None:
+    assert spread(10, 4) == [3, 3, 2, 2]
+    assert spread(2, 4) == [1, 1, 0, 0]
+
+
+def _stamps(*round_trips: list[float]) -> dict[str, list[float]]:
+    """Stamps (seconds) of round trips that each pass `issued`, `taken` and `recorded`."""
+    points = ("issued", "taken", "recorded")
+    return {point: [trip[i] for trip in round_trips] for i, point in enumerate(points)}
+
+
+def test_legs_follow_each_round_trip_through_its_points() -> None:
+    stamps = _stamps([0.0, 0.000_100, 0.001_000], [1.0, 1.000_300, 1.002_000])
+    found = legs(stamps, 2)
+    assert found["taken"] == pytest.approx(200)  # µs: the median of 100 and 300
+    assert found["recorded"] == pytest.approx(1300)  # of 900 and 1,700
+    assert found["total"] == pytest.approx(1500)  # of 1,000 and 2,000
+
+
+def test_legs_skip_a_stamp_no_round_trip_passed_then() -> None:
+    stamps = _stamps([1.0, 1.000_100, 1.001_000])
+    stamps["taken"].insert(0, 0.5)  # e.g. a worker's periodic status, heard before
+    assert legs(stamps, 1)["taken"] == pytest.approx(100)
+
+
+def test_legs_leave_out_a_round_trip_that_never_finished() -> None:
+    stamps = _stamps([0.0, 0.000_100, 0.001_000])
+    stamps["issued"].append(2.0)
+    stamps["taken"].append(2.000_500)  # ... and never recorded
+    found = legs(stamps, 2)
+    assert found["taken"] == pytest.approx(100)
+    assert found["total"] == pytest.approx(1000)
+
+
+def test_legs_count_only_the_last_round_trips_after_the_warm_up() -> None:
+    stamps = _stamps([0.0, 0.000_900, 0.001_000], [1.0, 1.000_100, 1.001_000])
+    assert legs(stamps, 1)["taken"] == pytest.approx(100)
+
+
+def test_the_legs_table_shows_a_dash_where_a_side_has_no_such_leg() -> None:
+    table = legs_table({"fireworks.leg_taken": 179.4, "fireworks.leg_total": 1333.0})
+    assert "| handed from the calling thread to the bus thread | 179 | - |" in table
+    assert "| the whole round trip | 1,333 | - |" in table
+
+
+def test_a_target_is_judged_on_the_median_of_the_runs_ratios() -> None:
+    plan = Plan.quick(3)
+    runs = [
+        {"fireworks.rtt_1_p50": fireworks, "floor.rtt_p50": 1.0} for fireworks in (1.4, 1.7, 1.6)
+    ]
+    summary = summarise(plan, runs, [], {})
+    verdict = next(t for t in summary["targets"] if t["key"] == "rtt_1/floor")
+    assert verdict["each"] == pytest.approx([1.4, 1.7, 1.6])
+    assert verdict["value"] == pytest.approx(1.6)
+    assert verdict["pass"] is False
+    unmeasured = next(t for t in summary["targets"] if t["key"] == "storm/floor")
+    assert unmeasured["value"] is None and unmeasured["pass"] is False
