@@ -25,14 +25,15 @@ from bench.common import (
     wait_for,
 )
 from bench.hosts import fanout_exchange, raw_queue, storm_queue
+from bus.connection import expiration_ms
 from bus.settings import Settings
 from bus.topology import Topology
 from models.worker_model import FLEET
 
 # About the size of a Fireworks command.
 REQUEST = b"x" * 300
-# A command's expiration (ms), as the monitor sets it by default (COMMAND_TTL).
-COMMAND_EXPIRATION = str(int(Settings.model_fields["command_ttl"].default * 1000))
+# A command's expiration, as the monitor sets it by default (COMMAND_TTL).
+COMMAND_EXPIRATION = expiration_ms(Settings.model_fields["command_ttl"].default)
 
 
 class RawClient:

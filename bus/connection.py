@@ -69,6 +69,12 @@ class Service(Protocol):
     def on_stopping(self, bus: Bus) -> None: ...
 
 
+def expiration_ms(seconds: float) -> str:
+    """A per-message TTL as AMQP's `expiration` property wants it: whole milliseconds,
+    as text, at least 1 (0 would expire it at once)."""
+    return str(max(1, int(seconds * 1000)))
+
+
 def _reason(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}".strip().rstrip(":")
     return text[:300]
@@ -229,7 +235,7 @@ class Bus:
             message_id=str(getattr(message, "message_id", "")) or None,
             type=str(getattr(message, "kind", "")) or None,
             delivery_mode=2 if persistent else 1,
-            expiration=None if expiration is None else str(max(1, int(expiration * 1000))),
+            expiration=None if expiration is None else expiration_ms(expiration),
         )
         ch = self._channel(channel)
         try:
