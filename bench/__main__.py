@@ -83,7 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     progress(f"run {number}/{plan.repeat}: raw pika round trips and fan-outs")
                     raw, raw_rtt = floor.round_trips_and_fanouts(url, plan, logs, beam)
                     samples["floor_rtt"] += raw_rtt
-                    topology, topology_rtt = floor.topology_round_trips_and_fanouts(url, plan, logs)
+                    topology, topology_rtt = floor.topology_round_trips_and_fanouts(
+                        url, plan, logs, beam
+                    )
                     raw.update(topology)
                     samples["floor_rtt_topology"] += topology_rtt
                     progress(f"run {number}/{plan.repeat}: raw pika storm and consume")

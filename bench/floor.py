@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,77 +105,85 @@ class RawClient:
             self.connection.close()
 
 
-def round_trips_and_fanouts(
-    url: str, plan: Plan, logs: Path, broker: list[psutil.Process]
+def _requests(
+    hosts: Hosts,
+    plan: Plan,
+    broker: list[psutil.Process],
+    one: Callable[[], float],
+    many: Callable[[int], float],
+    suffix: str = "",
 ) -> tuple[Figures, list[float]]:
-    """Request/reply to one consumer, then one publish to N consumers until all answered;
-    with the CPU each took in the client, the consumers' processes and the broker."""
-    space = namespace("raw")
-    client = RawClient(url, space)
-    hosts = Hosts("raw", url, space, plan.hosts, logs)
+    """Request/reply to one consumer (`one`), then one publish to N consumers until all
+    answered (`many`), with the CPU each took in the client, the consumers' processes
+    and the broker; figures are named `rtt<suffix>_…` and `fanout<suffix>_<N>`."""
     groups = hosts.cpu_groups(broker)
     figures: Figures = {}
-    try:
-        hosts.grow(1)
-        target = raw_queue(space, 0)
-        for _ in range(20):  # warm-up
-            client.request("", target, 1)
+    hosts.grow(1)
+    for _ in range(20):  # warm-up
+        one()
+    with cpu_used(groups) as used:
+        samples = [one() * 1000 for _ in range(plan.round_trips)]
+    figures.update(cpu_figures(f"rtt{suffix}", used, plan.round_trips, 1e-6))
+    figures[f"rtt{suffix}_p50"] = percentile(samples, 50)
+    figures[f"rtt{suffix}_p99"] = percentile(samples, 99)
+    for size in plan.fanout_sizes:
+        hosts.grow(size)
+        many(size)  # warm-up
         with cpu_used(groups) as used:
-            samples = [client.request("", target, 1) * 1000 for _ in range(plan.round_trips)]
-        figures.update(cpu_figures("rtt", used, plan.round_trips, 1e-6))
-        figures["rtt_p50"], figures["rtt_p99"] = percentile(samples, 50), percentile(samples, 99)
-        for size in plan.fanout_sizes:
-            hosts.grow(size)
-            client.request(fanout_exchange(space), "", size)  # warm-up
-            with cpu_used(groups) as used:
-                trials = [
-                    client.request(fanout_exchange(space), "", size) * 1000
-                    for _ in range(plan.fanout_trials)
-                ]
-            figures.update(cpu_figures(f"fanout_{size}", used, plan.fanout_trials, 1e-3))
-            figures[f"fanout_{size}"] = median(trials)
-    finally:
-        hosts.close()
-        client.close()
+            trials = [many(size) * 1000 for _ in range(plan.fanout_trials)]
+        figures.update(cpu_figures(f"fanout{suffix}_{size}", used, plan.fanout_trials, 1e-3))
+        figures[f"fanout{suffix}_{size}"] = median(trials)
     return figures, samples
 
 
-def topology_round_trips_and_fanouts(
-    url: str, plan: Plan, logs: Path
+def round_trips_and_fanouts(
+    url: str, plan: Plan, logs: Path, broker: list[psutil.Process]
 ) -> tuple[Figures, list[float]]:
-    """Request/reply as a command and its acknowledgement travel: to one consumer's queue
-    declared as a worker's, through the command exchange, and back through the status
-    exchange to the monitor's status queue; then to N such consumers at once, published
-    with the fleet's key. Bare pika on Fireworks' topology."""
+    """Bare pika: to one consumer's own queue, and to N consumers through a fanout
+    exchange; each answers on the request's reply_to."""
+    space = namespace("raw")
+    client = RawClient(url, space)
+    hosts = Hosts("raw", url, space, plan.hosts, logs)
+    target, everyone = raw_queue(space, 0), fanout_exchange(space)
+    try:
+        return _requests(
+            hosts,
+            plan,
+            broker,
+            lambda: client.request("", target, 1),
+            lambda size: client.request(everyone, "", size),
+        )
+    finally:
+        hosts.close()
+        client.close()
+
+
+def topology_round_trips_and_fanouts(
+    url: str, plan: Plan, logs: Path, broker: list[psutil.Process]
+) -> tuple[Figures, list[float]]:
+    """Bare pika on Fireworks' topology: requests travel as a command does (through the
+    command exchange, as the monitor publishes one, to queues declared as workers'; to
+    one worker's key, then the fleet's) and answers as its acknowledgement does (through
+    the status exchange to the monitor's status queue)."""
     space = namespace("topo")
     topology = Topology(space)
     client = RawClient(url, space)
     client.hear_statuses(topology)
     hosts = Hosts("topology", url, space, plan.hosts, logs)
-    figures: Figures = {}
+    exchange = topology.command_exchange
+    one, everyone = topology.command_key("w0"), topology.command_key(FLEET)
     try:
-        hosts.grow(1)
-        exchange, key = topology.command_exchange, topology.command_key("w0")
-        for _ in range(20):  # warm-up
-            client.request(exchange, key, 1, command=True)
-        samples = [
-            client.request(exchange, key, 1, command=True) * 1000 for _ in range(plan.round_trips)
-        ]
-        figures["rtt_topology_p50"] = percentile(samples, 50)
-        figures["rtt_topology_p99"] = percentile(samples, 99)
-        everyone = topology.command_key(FLEET)
-        for size in plan.fanout_sizes:
-            hosts.grow(size)
-            client.request(exchange, everyone, size, command=True)  # warm-up
-            trials = [
-                client.request(exchange, everyone, size, command=True) * 1000
-                for _ in range(plan.fanout_trials)
-            ]
-            figures[f"fanout_topology_{size}"] = median(trials)
+        return _requests(
+            hosts,
+            plan,
+            broker,
+            lambda: client.request(exchange, one, 1, command=True),
+            lambda size: client.request(exchange, everyone, size, command=True),
+            suffix="_topology",
+        )
     finally:
         hosts.close()
         client.close()
-    return figures, samples
 
 
 def storm(url: str, plan: Plan, logs: Path, steps: bool = False) -> float:

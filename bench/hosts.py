@@ -71,19 +71,29 @@ class RawConnection:
             self._connection.add_callback_threadsafe(flag)
 
 
+def _answer_each(channel: Any, queue: str, send: Callable[[Any, Any, bytes], None]) -> None:
+    """Consume `queue` (prefetch 200): `send(channel, properties, body)` answers each
+    message, which is acked after."""
+
+    def answer(ch: Any, method: Any, properties: Any, body: bytes) -> None:
+        send(ch, properties, body)
+        ch.basic_ack(method.delivery_tag)
+
+    channel.basic_qos(prefetch_count=200)
+    channel.basic_consume(queue, on_message_callback=answer)
+
+
 def raw_consumer(namespace: str, number: int) -> Callable[[Any, Any], None]:
     def setup(connection: Any, channel: Any) -> None:
         queue = raw_queue(namespace, number)
         channel.queue_declare(queue, auto_delete=True)
         channel.queue_bind(queue, fanout_exchange(namespace))
 
-        def answer(ch: Any, method: Any, properties: Any, body: bytes) -> None:
+        def send(ch: Any, properties: Any, body: bytes) -> None:
             reply = pika.BasicProperties(correlation_id=properties.correlation_id)
             ch.basic_publish("", properties.reply_to, body, reply)
-            ch.basic_ack(method.delivery_tag)
 
-        channel.basic_qos(prefetch_count=200)
-        channel.basic_consume(queue, on_message_callback=answer)
+        _answer_each(channel, queue, send)
 
     return setup
 
@@ -92,14 +102,13 @@ def topology_consumer(namespace: str, number: int) -> Callable[[Any, Any], None]
     def setup(connection: Any, channel: Any) -> None:
         topology, worker_id = Topology(namespace), f"w{number}"
         queue = topology.declare_worker(channel, worker_id)
+        key = topology.status_key(worker_id)
 
-        def answer(ch: Any, method: Any, properties: Any, body: bytes) -> None:
+        def send(ch: Any, properties: Any, body: bytes) -> None:
             reply = pika.BasicProperties(correlation_id=properties.correlation_id, delivery_mode=1)
-            ch.basic_publish(topology.status_exchange, topology.status_key(worker_id), body, reply)
-            ch.basic_ack(method.delivery_tag)
+            ch.basic_publish(topology.status_exchange, key, body, reply)
 
-        channel.basic_qos(prefetch_count=200)
-        channel.basic_consume(queue, on_message_callback=answer)
+        _answer_each(channel, queue, send)
 
     return setup
 

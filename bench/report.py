@@ -137,11 +137,20 @@ def _cpu(m: Figures, side: str, what: str) -> str:
     return f"{' / '.join(shown[:-1])} ({shown[-1]})"
 
 
+Row = tuple[str, str, str, str, str, str]
+
+
+def _beside(m: Figures, text: str, ours: str, other: str, other_ratio: str, ratio: str) -> Row:
+    """Fireworks beside another floor (`other`, with `other_ratio`, its own ratio to the
+    floor), and `ratio`, Fireworks' ratio to it."""
+    return (text, ours, f"{other} ({_x(m, other_ratio)} the floor)", _x(m, ratio), "", "")
+
+
 def results_table(summary: dict[str, Any]) -> str:
     m: Figures = summary["median"]
     plan = Plan(**summary["plan"])
     first = plan.fleet_sizes[0]
-    rows: list[tuple[str, str, str, str, str, str]] = []
+    rows: list[Row] = []
     ping = _pair(m, "celery.ping_p50", "celery.ping_p99")
     for n in plan.fleet_sizes:
         rows.append(
@@ -155,14 +164,13 @@ def results_table(summary: dict[str, Any]) -> str:
             )
         )
     rows.append(
-        (
+        _beside(
+            m,
             f"same ({first} worker), beside raw pika on Fireworks' topology, p50 / p99 ms",
             _pair(m, f"fireworks.rtt_{first}_p50", f"fireworks.rtt_{first}_p99"),
-            f"{_pair(m, 'floor.rtt_topology_p50', 'floor.rtt_topology_p99')}"
-            f" ({_x(m, 'topology/floor')} the floor)",
-            _x(m, "rtt/topology"),
-            "",
-            "",
+            _pair(m, "floor.rtt_topology_p50", "floor.rtt_topology_p99"),
+            "topology/floor",
+            "rtt/topology",
         )
     )
     rows.append(
@@ -202,14 +210,13 @@ def results_table(summary: dict[str, Any]) -> str:
         )
         if n in _targeted_fanouts(plan):
             rows.append(
-                (
+                _beside(
+                    m,
                     f"same to {n}, beside raw pika on Fireworks' topology, ms",
                     _ms(m.get(f"fireworks.fanout_{n}")),
-                    f"{_ms(m.get(f'floor.fanout_topology_{n}'))}"
-                    f" ({_x(m, f'fanout_topology_{n}/floor')} the floor)",
-                    _x(m, f"fanout_{n}/topology"),
-                    "",
-                    "",
+                    _ms(m.get(f"floor.fanout_topology_{n}")),
+                    f"fanout_topology_{n}/floor",
+                    f"fanout_{n}/topology",
                 )
             )
     rows.append(
@@ -245,13 +252,13 @@ def results_table(summary: dict[str, Any]) -> str:
         )
     )
     rows.append(
-        (
+        _beside(
+            m,
             "same, beside raw pika taking a worker's broker steps first, ms",
             _ms(m.get(f"fireworks.storm_{size}")),
-            f"{_ms(m.get(f'floor.storm_steps_{size}'))} ({_x(m, 'steps/floor')} the floor)",
-            _x(m, "storm/steps"),
-            "",
-            "",
+            _ms(m.get(f"floor.storm_steps_{size}")),
+            "steps/floor",
+            "storm/steps",
         )
     )
     rows.append(
