@@ -9,6 +9,7 @@ Usage: python -m bench.idle_fleet [N]      # N = 500 by default; about two minut
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -34,7 +35,9 @@ def measure(hosts: Hosts, broker: list[psutil.Process]) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> int:
-    size = int(argv[0]) if argv else SIZE
+    parser = argparse.ArgumentParser(prog="python -m bench.idle_fleet", description=__doc__)
+    parser.add_argument("size", nargs="?", type=int, default=SIZE, help="workers a side")
+    size = parser.parse_args(argv).size
     processes = Plan.full(1).hosts
     rows: dict[str, dict[str, float]] = {}
     with LocalBroker() as broker, tempfile.TemporaryDirectory(prefix="fireworks-idle-") as tmp:
