@@ -8,7 +8,16 @@ from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, Field, TypeAdapter
 
-from models.worker_model import FLEET, FieldChange, Frozen, Worker, WorkerChanges, WorkerId, utc_now
+from models.worker_model import (
+    FLEET,
+    ChangedField,
+    FieldChange,
+    Frozen,
+    Worker,
+    WorkerChanges,
+    WorkerId,
+    utc_now,
+)
 
 
 class Kind(StrEnum):
@@ -82,7 +91,7 @@ class Ack(Frozen):
     command_id: UUID
     generation: int = Field(ge=1)
     outcome: Outcome
-    diff: dict[str, FieldChange] = Field(default_factory=dict)
+    diff: dict[ChangedField, FieldChange] = Field(default_factory=dict)
 
 
 class Status(Envelope):

@@ -27,6 +27,11 @@ WorkerId = Annotated[
 ]
 
 
+# SQLite's INTEGER and a metric's float both hold a count up to here; a worker claiming
+# more is dead-lettered rather than breaking the history or /metrics.
+MAX_COUNT = 2**63 - 1
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -40,7 +45,7 @@ class Worker(Frozen):
 
     worker_id: WorkerId
     active: bool = False
-    activity: int = Field(default=0, ge=0)
+    activity: int = Field(default=0, ge=0, le=MAX_COUNT)
     timestamp: AwareDatetime = Field(default_factory=utc_now)
     # Generation of the last command applied; orders commands across monitor restarts.
     generation: int = Field(default=0, ge=0)
@@ -55,9 +60,29 @@ class WorkerChanges(Frozen):
         return self.model_dump(exclude_none=True)
 
 
+# A changed field's value as a worker reports it: shown in logs, events and terminals,
+# so a string may hold no control characters (no forged lines, no escape sequences).
+Value = (
+    bool
+    | int
+    | Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+    | None
+)
+
+
+def _changeable(name: str) -> str:
+    if name not in WorkerChanges.model_fields:
+        raise ValueError(f"{name!r} is not a field a command changes")
+    return name
+
+
+# What an acknowledgement's diff may name: the fields of WorkerChanges.
+ChangedField = Annotated[str, AfterValidator(_changeable)]
+
+
 class FieldChange(Frozen):
-    old: bool | int | str | None
-    new: bool | int | str | None
+    old: Value
+    new: Value
 
     def __str__(self) -> str:
         return f"{self.old} -> {self.new}"

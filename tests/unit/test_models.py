@@ -24,7 +24,7 @@ from models.messages import (
     Status,
 )
 from models.monitor_model import FleetView, Liveness, WorkerView
-from models.worker_model import FLEET, FieldChange, Worker, WorkerChanges
+from models.worker_model import FLEET, MAX_COUNT, FieldChange, Worker, WorkerChanges
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 STARTED = datetime(2026, 1, 2, 3, 0, 0, tzinfo=UTC)
@@ -294,6 +294,9 @@ def test_command_target_all_is_the_fleet() -> None:
     ("build", "adapter", "path", "value"),
     [
         pytest.param(status, STATUS, ("state", "activity"), -1, id="activity"),
+        pytest.param(
+            status, STATUS, ("state", "activity"), MAX_COUNT + 1, id="activity-past-int64"
+        ),
         pytest.param(status, STATUS, ("seq",), -1, id="seq"),
         pytest.param(status, STATUS, ("state", "generation"), -1, id="worker-generation"),
         pytest.param(command, COMMAND, ("generation",), 0, id="command-generation-0"),
@@ -333,6 +336,32 @@ def test_zero_is_a_valid_seq_activity_and_worker_generation() -> None:
     data["state"]["generation"] = 0
     decoded = STATUS.validate_json(json.dumps(data))
     assert (decoded.seq, decoded.state.activity, decoded.state.generation) == (0, 0, 0)
+
+
+def test_the_largest_count_is_accepted() -> None:
+    # Up to what SQLite's INTEGER holds (history) and a float carries (metrics).
+    data = wire(status())
+    data["state"]["activity"] = MAX_COUNT
+    assert STATUS.validate_json(json.dumps(data)).state.activity == MAX_COUNT
+
+
+@pytest.mark.parametrize(
+    "diff",
+    [
+        pytest.param({"colour": {"old": 1, "new": 2}}, id="not-a-changeable-field"),
+        pytest.param({"active\n": {"old": False, "new": True}}, id="control-char-in-name"),
+        pytest.param({"active": {"old": "a\x1b[2J", "new": "b"}}, id="escape-sequence"),
+        pytest.param({"active": {"old": "x\ny", "new": "b"}}, id="newline-in-value"),
+        pytest.param({"active": {"old": "x" * 201, "new": "b"}}, id="long-value"),
+    ],
+)
+def test_ack_diff_names_only_changeable_fields_and_printable_values(
+    diff: dict[str, Any],
+) -> None:
+    # A worker's acknowledgement reaches logs, events and terminals (fireworks watch).
+    data = wire(status(with_ack=True))
+    data["ack"]["diff"] = diff
+    assert all(loc.startswith("ack.diff") for loc in rejected(STATUS, data))
 
 
 def test_nan_status_interval_is_rejected() -> None:

@@ -46,7 +46,7 @@ from models.messages import (
     Status,
 )
 from models.monitor_model import Liveness
-from models.worker_model import FLEET, FieldChange, Worker, WorkerChanges
+from models.worker_model import FLEET, MAX_COUNT, FieldChange, Worker, WorkerChanges
 from monitor.monitor import MonitorService
 from monitor.registry import Heard, Registry, UnknownWorker
 from unit.fake_clock import WALL0, FakeClock
@@ -79,7 +79,9 @@ AWARE = st.datetimes(
     min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=OFFSETS
 )
 INTERVALS = st.floats(min_value=0, max_value=3600, exclude_min=True)
-FIELD_VALUES = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+# Printable text: a value with control characters is refused (see test_models).
+PRINTABLE = st.text(st.characters(exclude_categories=["Cc", "Cs"]), max_size=20)
+FIELD_VALUES = st.none() | st.booleans() | st.integers() | PRINTABLE
 
 
 def envelope() -> dict[str, st.SearchStrategy[Any]]:
@@ -90,7 +92,7 @@ WORKERS = st.builds(
     Worker,
     worker_id=WORKER_IDS,
     active=st.booleans(),
-    activity=st.integers(min_value=0),
+    activity=st.integers(min_value=0, max_value=MAX_COUNT),
     timestamp=AWARE,
     generation=st.integers(min_value=0),
 )
@@ -101,7 +103,7 @@ ACKS = st.builds(
     command_id=st.uuids(),
     generation=st.integers(min_value=1),
     outcome=st.sampled_from(Outcome),
-    diff=st.dictionaries(st.text(max_size=20), FIELD_CHANGES, max_size=3),
+    diff=st.dictionaries(st.sampled_from(list(WorkerChanges.model_fields)), FIELD_CHANGES),
 )
 REGISTRATIONS = st.builds(
     Registration, state=WORKERS, status_interval=INTERVALS, started_at=AWARE, **envelope()
