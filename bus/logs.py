@@ -20,7 +20,14 @@ class TextFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
         values: dict[str, Any] = getattr(record, "fields", {})
-        return " ".join([line, *(f"{key}={value}" for key, value in values.items())])
+        return " ".join([line, *(f"{key}={_printable(value)}" for key, value in values.items())])
+
+
+def _printable(value: Any) -> str:
+    """A field's text with control characters escaped: a value from the wire (a routing
+    key, say) cannot start a line of its own or send escape sequences to a terminal."""
+    text = str(value)
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 class JsonFormatter(logging.Formatter):

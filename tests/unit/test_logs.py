@@ -45,6 +45,18 @@ def test_text_formatter_renders_message_then_key_values() -> None:
     assert "\n" not in line
 
 
+def test_text_formatter_escapes_control_characters_in_field_values() -> None:
+    # A routing key from the wire must not forge a line of its own, nor reach a terminal
+    # as an escape sequence; printable text, accents included, is left as it is.
+    forged = "x\n2026-11-28 INFO    fireworks.monitor: registered worker=evil\x1b[2J"
+    line = TextFormatter().format(record(extra=fields(routing_key=forged, worker="wé")))
+    assert "\n" not in line and "\x1b" not in line
+    assert line.endswith(
+        "routing_key=x\\n2026-11-28 INFO    fireworks.monitor: registered worker=evil"
+        "\\x1b[2J worker=wé"
+    )
+
+
 def test_text_formatter_without_fields_is_just_the_message() -> None:
     line = TextFormatter().format(record("liveness %s -> %s", "online", "lost"))
     assert line.endswith("fireworks.test: liveness online -> lost")
