@@ -6,8 +6,9 @@ import re
 import socket
 from pathlib import Path
 from typing import Literal, Self
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+import pika
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,14 +16,32 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bus.errors import SettingsError
 from models.worker_model import WorkerId
 
-# Up to the last "@": pika accepts an unquoted "@" in the password.
-_URL_PASSWORD = re.compile(r"(amqps?://[^:/@\s]*:)\S*@", re.IGNORECASE)
+# Up to the last "@": pika accepts an unquoted "@" in the password. Any scheme: a
+# mistyped one is shown too (in the line that says it is wrong), password masked.
+_URL_PASSWORD = re.compile(r"([a-z][a-z0-9+.-]*://[^:/@\s]*:)\S*@", re.IGNORECASE)
+_SCHEME = re.compile(r"([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
 TLS_PORT = 5671
+BROKER_SCHEMES = ("amqp", "amqps")
+# Longest a retention may be: far beyond any use, and within what dates can count back.
+MAX_RETENTION = 100 * 365 * 24 * 3600.0
 
 
 def mask_url(url: str) -> str:
     """`amqp://user:secret@host` -> `amqp://user:***@host`."""
     return _URL_PASSWORD.sub(r"\1***@", url)
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a broker URL, found now rather than as a traceback from pika at
+    the first connect; None if nothing is."""
+    scheme = _SCHEME.match(url)
+    if scheme is None or scheme[1].lower() not in BROKER_SCHEMES:
+        return f"{mask_url(url)} is not an amqp:// or amqps:// URL"
+    try:
+        pika.URLParameters(url)
+    except Exception as error:  # pika raises ValueError, IndexError, AttributeError…
+        return f"{mask_url(url)}: {mask_url(str(error)) or type(error).__name__}"
+    return None
 
 
 class Settings(BaseSettings):
@@ -51,14 +70,14 @@ class Settings(BaseSettings):
     work_interval: float = Field(default=0.5, gt=0, le=3600)
     toggle_interval: float = Field(default=0.0, ge=0)
     command_ttl: float = Field(default=30.0, gt=0, le=86400)
-    worker_retention: float = Field(default=3600.0, gt=0)
+    worker_retention: float = Field(default=3600.0, gt=0, le=MAX_RETENTION)
 
     # The monitor's HTTP API and dashboard (port 0: none), and its history database
     # (empty: none). Outside compose the API listens on this machine only.
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     fireworks_db: str | None = "fireworks.db"
-    history_retention: float = Field(default=7 * 24 * 3600, gt=0)
+    history_retention: float = Field(default=7 * 24 * 3600, gt=0, le=MAX_RETENTION)
     # Where the CLI finds the monitor's API.
     fireworks_api_url: str = "http://127.0.0.1:8000"
     # When set, every write (and every read unless reads are opened) needs this token;
@@ -116,6 +135,22 @@ class Settings(BaseSettings):
                 ) from None
         return path
 
+    @field_validator("fireworks_api_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (read for its check: a port that is no number raises)
+        except ValueError as error:
+            raise PydanticCustomError(
+                "api_url", "{url}: {error}", {"url": url, "error": str(error)}
+            ) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PydanticCustomError(
+                "api_url", "{url} is not an http:// or https:// URL", {"url": url}
+            )
+        return url
+
     @model_validator(mode="after")
     def _client_cert_and_key_together(self) -> Self:
         if (self.rabbitmq_tls_cert_file is None) != (self.rabbitmq_tls_key_file is None):
@@ -123,6 +158,19 @@ class Settings(BaseSettings):
                 "tls_client_pair",
                 "RABBITMQ_TLS_CERT_FILE and RABBITMQ_TLS_KEY_FILE go together: set both or neither",
             )
+        return self
+
+    @model_validator(mode="after")
+    def _brokers_make_sense(self) -> Self:
+        source = "RABBITMQ_URL" if self.rabbitmq_url is not None else "RABBITMQ_HOST/PORT/VHOST"
+        urls = self.broker_urls()
+        if not urls:
+            raise PydanticCustomError("no_broker", "RABBITMQ_URL names no broker")
+        for url in urls:
+            if (problem := url_problem(url)) is not None:
+                raise PydanticCustomError(
+                    "broker_url", "{source}: {problem}", {"source": source, "problem": problem}
+                )
         return self
 
     def broker_port(self) -> int:

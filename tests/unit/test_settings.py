@@ -180,6 +180,8 @@ def test_mask_url(url: str, masked: str) -> None:
         pytest.param("AMQP://user:secret@host/", id="upper-case-scheme"),
         pytest.param("Amqps://user:secret@host/", id="mixed-case-scheme"),
         pytest.param("amqp://user:top@secret@host/", id="unquoted-at-in-password"),
+        pytest.param("ampq://user:secret@host/", id="mistyped-scheme"),
+        pytest.param("http://user:secret@host/", id="another-scheme"),
     ],
 )
 def test_mask_url_hides_passwords_pika_would_accept(url: str) -> None:
@@ -206,6 +208,13 @@ def test_mask_url_hides_passwords_pika_would_accept(url: str) -> None:
         ("COMMAND_TTL", "0", "COMMAND_TTL"),
         ("RABBITMQ_HEARTBEAT", "-5", "RABBITMQ_HEARTBEAT"),
         ("toggle_interval", "-1", "TOGGLE_INTERVAL"),  # env names are case-insensitive
+        ("HISTORY_RETENTION", "inf", "HISTORY_RETENTION"),
+        ("HISTORY_RETENTION", "1e12", "HISTORY_RETENTION"),  # past what dates count back
+        ("WORKER_RETENTION", "inf", "WORKER_RETENTION"),
+        ("FIREWORKS_API_URL", "not-a-url", "FIREWORKS_API_URL"),
+        ("FIREWORKS_API_URL", "http://127.0.0.1:notaport", "FIREWORKS_API_URL"),
+        ("FIREWORKS_API_URL", "http://[::1", "FIREWORKS_API_URL"),
+        ("FIREWORKS_API_URL", "ftp://monitor/", "FIREWORKS_API_URL"),
     ],
 )
 def test_bad_value_raises_one_line_naming_the_setting_without_secrets(
@@ -224,6 +233,46 @@ def test_bad_value_raises_one_line_naming_the_setting_without_secrets(
     assert SECRET not in message
     assert caught.value.__cause__ is None
     assert caught.value.__suppress_context__ is True  # no chained pydantic error to print
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "problem"),
+    [
+        ("RABBITMQ_URL", "not-a-url", "not-a-url is not an amqp:// or amqps:// URL"),
+        (
+            "RABBITMQ_URL",
+            f"ampq://u:{SECRET}@h/",
+            "ampq://u:***@h/ is not an amqp:// or amqps:// URL",
+        ),
+        ("RABBITMQ_URL", ",", "names no broker"),
+        (
+            "RABBITMQ_URL",
+            f"amqp://u:{SECRET}@h/ amqp://u:{SECRET}@h:notaport/",
+            "amqp://u:***@h:notaport/: Port could not be cast to integer value as 'notaport'",
+        ),
+        ("RABBITMQ_URL", f"amqp://u:{SECRET}@h:99999/", "amqp://u:***@h:99999/: Port out of range"),
+        ("RABBITMQ_URL", f"amqp://u:{SECRET}@[::1", "Invalid IPv6 URL"),
+        ("RABBITMQ_URL", f"amqp://u:{SECRET}@h/?heartbeat=abc", "Invalid heartbeat value"),
+        ("RABBITMQ_URL", f"amqp://u:{SECRET}@h/?bogus=1", "Unknown URL parameter: 'bogus'"),
+        (
+            "RABBITMQ_HOST",
+            "127.0.0.1:5672",
+            "RABBITMQ_HOST/PORT/VHOST: amqp://guest:***@127.0.0.1:5672:5672/",
+        ),
+    ],
+)
+def test_bad_broker_address_is_one_line_without_secrets(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, problem: str
+) -> None:
+    # pika would find these only at the first connect, as a traceback.
+    monkeypatch.setenv("RABBITMQ_DEFAULT_PASS", SECRET)
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith("invalid settings: RABBITMQ_")
+    assert problem in message
+    assert SECRET not in message and "\n" not in message
 
 
 def test_bad_value_in_dotenv_is_reported_the_same_way(clean_env: Path) -> None:
