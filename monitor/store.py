@@ -104,10 +104,13 @@ class HistoryStore:
         self.retention = timedelta(seconds=retention)
         self.sample_every = timedelta(seconds=sample_every)
         self.flush_interval = flush_interval
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = connect(path)
-        migrate(self._writer)
-        self._reader = connect(path)
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._writer = connect(path)
+            migrate(self._writer)
+            self._reader = connect(path)
+        except (OSError, sqlite3.Error) as error:  # a bad FIREWORKS_DB: one line, not a traceback
+            raise SettingsError(f"FIREWORKS_DB {path!r} cannot be used: {error}") from None
         self._reader_lock = threading.Lock()
         self._batch: deque[Write] = deque()
         self._batch_lock = threading.Lock()

@@ -14,6 +14,7 @@ import pytest
 from harness import wait_for
 
 import monitor.store as store_module
+from bus.errors import SettingsError
 from models.monitor_model import EventKind, FleetEvent
 from models.worker_model import FLEET, utc_now
 from monitor.store import MIGRATIONS, HistoryStore, connect, migrate
@@ -409,3 +410,23 @@ def test_a_running_store_prunes_on_its_first_flush(db_path: str) -> None:
         )
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("where", "problem"),
+    [
+        pytest.param("a-file/fw.db", "File exists", id="under-a-file"),
+        pytest.param(".", "unable to open database file", id="a-folder"),
+        pytest.param("a-file", "file is not a database", id="not-a-database"),
+    ],
+)
+def test_an_unusable_database_is_one_line_naming_the_setting(
+    tmp_path: Path, where: str, problem: str
+) -> None:
+    (tmp_path / "a-file").write_text("not sqlite, and long enough to have a header " * 4)
+    path = str(tmp_path / where)
+    with pytest.raises(SettingsError) as caught:
+        HistoryStore(path, retention=DAY)
+    assert str(caught.value).startswith(f"FIREWORKS_DB {path!r} cannot be used: ")
+    assert problem in str(caught.value) and "\n" not in str(caught.value)
+    assert caught.value.__suppress_context__
