@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path as FilePath
 from typing import Annotated, Any
@@ -19,7 +20,7 @@ import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import AwareDatetime, BeforeValidator, SecretStr
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, SecretStr
 
 from bus.errors import SettingsError
 from bus.logs import fields
@@ -50,16 +51,28 @@ def _not_a_number(value: object) -> object:
     return value
 
 
+def _in_utc(value: datetime | None) -> datetime | None:
+    """Times are compared in UTC; one that has no UTC equivalent is bad input, not a 500."""
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("a time between years 1 and 9999 in UTC") from None
+
+
 WaitQuery = Annotated[bool, Query(description="answer once every worker acknowledged")]
 TimeoutQuery = Annotated[float, Query(gt=0, le=300, description="seconds to wait")]
 Since = Annotated[
     AwareDatetime | None,
     BeforeValidator(_not_a_number),
+    AfterValidator(_in_utc),
     Query(description="from (ISO 8601 with zone)"),
 ]
 Until = Annotated[
     AwareDatetime | None,
     BeforeValidator(_not_a_number),
+    AfterValidator(_in_utc),
     Query(description="to (ISO 8601 with zone)"),
 ]
 Limit = Annotated[int, Query(gt=0, le=10_000)]

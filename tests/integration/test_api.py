@@ -305,6 +305,10 @@ def test_post_for_an_unknown_worker_is_404_and_sends_nothing(api: httpx.Client) 
         ("GET", "/api/workers/w1/history?since=1700000000", "since"),
         ("GET", "/api/events?limit=0", "limit"),
         ("GET", "/api/workers/w1/history?since=2026-01-01T00:00:00", "since"),
+        # Valid ISO 8601, but before year 1 or after 9999 in UTC.
+        ("GET", "/api/events?since=0001-01-01T00:00:00%2B01:00", "since"),
+        ("GET", "/api/events?until=9999-12-31T23:59:59-01:00", "until"),
+        ("GET", "/api/workers/w1/history?until=9999-12-31T23:59:59-01:00", "until"),
     ],
 )
 def test_bad_requests_are_422_naming_the_parameter(
