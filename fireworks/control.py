@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -72,6 +73,12 @@ def _http_problem(error: urllib.error.HTTPError) -> str:
     return f"the monitor answered {error.code}: {detail}"
 
 
+def _quoted(worker_id: str) -> str:
+    """A worker id as one path segment, whatever the user typed (the monitor then answers
+    404 for an id it does not know, rather than another route answering)."""
+    return urllib.parse.quote(worker_id, safe="")
+
+
 def _ago(moment: datetime) -> str:
     seconds = (datetime.now(UTC) - moment).total_seconds()
     return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
@@ -129,7 +136,7 @@ def steer(
     action = "activate" if active else "deactivate"
     failed = False
     for target in targets:
-        path = "/api/fleet" if target == "all" else f"/api/workers/{target}"
+        path = "/api/fleet" if target == "all" else f"/api/workers/{_quoted(target)}"
         code, body = client.post(f"{path}/{action}?wait=true&timeout={timeout}")
         for result in Commands.model_validate(body).commands:
             if not result.awaiting:
@@ -175,7 +182,7 @@ def _event_line(event: FleetEvent) -> str:
 
 
 def history(client: MonitorClient, worker_id: str, out: IO[str]) -> int:
-    found = WorkerHistory.model_validate(client.get(f"/api/workers/{worker_id}/history"))
+    found = WorkerHistory.model_validate(client.get(f"/api/workers/{_quoted(worker_id)}/history"))
     if found.samples:
         rows = [["AT", "ACTIVE", "ACTIVITY"]]
         rows += [

@@ -154,6 +154,20 @@ def test_an_unknown_worker_is_one_line_on_stderr_and_exit_1(
     assert history.stderr.splitlines() == ["fireworks: the monitor answered 404: no worker 'nope'"]
 
 
+@pytest.mark.parametrize("worker_id", ["w 1", "wé", "w1#", "%2e%2e", ".."])
+def test_any_typed_id_is_one_path_segment(
+    stack: ProcessFleet, tmp_path: Path, worker_id: str
+) -> None:
+    # Quoted, it reaches the monitor as typed: no traceback from the HTTP client, and no
+    # other route (a 405) or another path (`..`) answers instead.
+    for args in (["activate", worker_id], ["history", worker_id]):
+        result = fireworks(stack.monitor.api, tmp_path, *args)
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [
+            f"fireworks: the monitor answered 404: no worker {worker_id!r}"
+        ]
+
+
 def test_history_prints_samples_and_events(stack: ProcessFleet, tmp_path: Path) -> None:
     set_active(stack, "w1", False)
     set_active(stack, "w1", True)
