@@ -119,6 +119,20 @@ class Settings(BaseSettings):
         # Compose passes `${WORKER_ID:-}` as an empty string: that means "not set".
         return None if value == "" else value
 
+    @field_validator(
+        "rabbitmq_default_pass", "rabbitmq_url", "fireworks_api_token", "command_signing_key"
+    )
+    @classmethod
+    def _utf8(cls, secret: SecretStr | None) -> SecretStr | None:
+        # Secrets go on the wire as UTF-8; bytes that are not (kept by Python as surrogate
+        # escapes) would fail at every use instead, a signing key at every command.
+        if secret is not None:
+            try:
+                secret.get_secret_value().encode()
+            except UnicodeEncodeError:
+                raise PydanticCustomError("not_utf8", "must be UTF-8 text") from None
+        return secret
+
     @field_validator("rabbitmq_tls_ca_file", "rabbitmq_tls_cert_file", "rabbitmq_tls_key_file")
     @classmethod
     def _readable(cls, path: Path | None) -> Path | None:

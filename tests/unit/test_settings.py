@@ -275,6 +275,17 @@ def test_bad_broker_address_is_one_line_without_secrets(
     assert SECRET not in message and "\n" not in message
 
 
+@pytest.mark.parametrize(
+    "env", ["RABBITMQ_DEFAULT_PASS", "RABBITMQ_URL", "FIREWORKS_API_TOKEN", "COMMAND_SIGNING_KEY"]
+)
+def test_a_secret_that_is_not_utf8_is_one_line(monkeypatch: pytest.MonkeyPatch, env: str) -> None:
+    # The byte 0xff from the environment, as Python keeps it (a surrogate escape).
+    value = "amqp://u:p\udcff@h/" if env == "RABBITMQ_URL" else "s3cret\udcff"
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError, match=f"^invalid setting {env}: must be UTF-8 text$"):
+        load_settings()
+
+
 def test_bad_value_in_dotenv_is_reported_the_same_way(clean_env: Path) -> None:
     (clean_env / ".env").write_text("RABBITMQ_PORT=abc\n")
     with pytest.raises(SettingsError, match=r"^invalid setting RABBITMQ_PORT: "):
