@@ -235,6 +235,10 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         raise settings_error(error) from None
+    except UnicodeDecodeError as error:  # only .env is read as text here
+        raise SettingsError(
+            f".env is not UTF-8 text: {error.reason} at byte {error.start}"
+        ) from None
 
 
 def settings_error(error: ValidationError) -> SettingsError:

@@ -292,6 +292,14 @@ def test_bad_value_in_dotenv_is_reported_the_same_way(clean_env: Path) -> None:
         load_settings()
 
 
+def test_a_dotenv_that_is_not_utf8_is_one_line(clean_env: Path) -> None:
+    (clean_env / ".env").write_bytes(b"LOG_LEVEL=INFO\nX=\xff\n")
+    with pytest.raises(
+        SettingsError, match=r"^\.env is not UTF-8 text: invalid start byte at byte 17$"
+    ):
+        load_settings()
+
+
 def test_bad_override_is_reported_the_same_way() -> None:
     with pytest.raises(SettingsError, match=r"^invalid setting STATUS_INTERVAL: "):
         load_settings(status_interval=-1)
