@@ -257,7 +257,7 @@ class HistoryStore:
         try:
             with self._writer:  # one transaction for the whole batch
                 for write in batch:
-                    write(self._writer)
+                    self._apply(write)
         except sqlite3.Error as error:
             if not self.failing:
                 log.error("history not written; will retry", extra=fields(reason=str(error)))
@@ -274,6 +274,15 @@ class HistoryStore:
             log.info("history written again", extra=fields(items=len(batch)))
         self.failing = False
         self.last_flush_ok = utc_now()
+
+    def _apply(self, write: Write) -> None:
+        try:
+            write(self._writer)
+        except sqlite3.Error:
+            raise  # the database's fault: the whole batch is kept for the next attempt
+        except Exception:  # this item's own (a value SQLite cannot hold, a bug): it alone goes
+            log.exception("history item dropped")
+            self.dropped += 1
 
     def _prune(self, db: sqlite3.Connection) -> None:
         cutoff = _iso(utc_now() - self.retention)

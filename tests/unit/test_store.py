@@ -282,6 +282,30 @@ def test_a_failing_flush_keeps_the_batch_and_a_later_one_writes_it_all(
     assert store.dropped == 0
 
 
+def test_an_item_that_cannot_be_written_is_dropped_alone_and_the_writer_goes_on(
+    db_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Models bound what a worker may claim; this is the last line behind them: one bad
+    # item must not stop the history (the writer thread died of this OverflowError once).
+    store = HistoryStore(db_path, retention=3650 * DAY, flush_interval=0.02)
+    store.start()
+    try:
+        store.record(event(EventKind.REGISTERED, "w1", at(0)))
+        store.sample("w1", at(1), True, 2**64)  # more than SQLite's INTEGER holds
+        store.record(event(EventKind.ACTIVATED, "w1", at(2)))
+        wait_for(lambda: len(store.events()) == 2, 5, "the good items written")
+        assert store.dropped == 1
+        assert store.samples("w1") == []
+        store.record(event(EventKind.DEACTIVATED, "w1", at(3)))
+        wait_for(lambda: len(store.events()) == 3, 5, "the writer to go on")
+        assert store.writable() and not store.failing
+        assert [r.message for r in caplog.records if r.levelno >= logging.ERROR] == [
+            "history item dropped"
+        ]
+    finally:
+        store.close()
+
+
 def test_writable_follows_the_writer_thread_and_the_database(db_path: str) -> None:
     store = HistoryStore(db_path, retention=3650 * DAY, flush_interval=0.02)
     store._writer.execute("PRAGMA busy_timeout = 50")
