@@ -115,6 +115,6 @@ class Metrics:
         )
         yield CounterMetricFamily(
             "fireworks_history_dropped",
-            "History items dropped because the database lagged.",
+            "History items dropped: the database lagged far behind, or one could not be written.",
             value=snapshot.history_dropped,
         )
