@@ -7,6 +7,8 @@ import logging
 import sys
 from typing import Any
 
+from bus.errors import printable
+
 
 def fields(**values: Any) -> dict[str, Any]:
     """`log.info("sent", extra=fields(worker="w1"))` -> `sent worker=w1`."""
@@ -20,14 +22,10 @@ class TextFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
         values: dict[str, Any] = getattr(record, "fields", {})
-        return " ".join([line, *(f"{key}={_printable(value)}" for key, value in values.items())])
-
-
-def _printable(value: Any) -> str:
-    """A field's text with control characters escaped: a value from the wire (a routing
-    key, say) cannot start a line of its own or send escape sequences to a terminal."""
-    text = str(value)
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+        # Escaped: a value from the wire (a routing key, say) cannot forge a line.
+        return " ".join(
+            [line, *(f"{key}={printable(str(value))}" for key, value in values.items())]
+        )
 
 
 class JsonFormatter(logging.Formatter):
