@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from bus.backoff import Backoff
 from bus.codec import CONTENT_TYPE, encode
-from bus.errors import BusError, InvalidMessage, NotConnected
+from bus.errors import BusError, InUse, InvalidMessage, NotConnected
 from bus.logs import fields
 from bus.settings import mask_url
 from bus.tls import SslOptionsFor
@@ -46,6 +46,7 @@ BLOCKED_TIMEOUT = 30.0
 HEALTHY_SESSION = 10.0
 _PIKA_ERRORS = (pika.exceptions.AMQPError, OSError)
 NOT_FOUND = 404
+ACCESS_REFUSED = 403
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,18 @@ class Bus:
 
         def start() -> None:
             ch.basic_qos(prefetch_count=200)
-            ch.basic_consume(queue_name, on_message_callback=deliver)
+            # Exclusive: each queue a process consumes is its own alone. A second worker
+            # with the same id, or a second monitor on the namespace, is refused here (and
+            # retries) instead of silently taking a share of the messages.
+            try:
+                ch.basic_consume(queue_name, on_message_callback=deliver, exclusive=True)
+            except pika.exceptions.ChannelClosedByBroker as error:
+                if error.reply_code != ACCESS_REFUSED or "exclusive use" not in error.reply_text:
+                    raise
+                raise InUse(
+                    f"{queue_name} is consumed by another process: another worker with this "
+                    "WORKER_ID, or another monitor on this FIREWORKS_NAMESPACE?"
+                ) from None
 
         self._guard(start)
 
@@ -256,6 +268,8 @@ class Bus:
                 connected_at = time.monotonic()
                 self._serve()
                 service.on_stopping(self)
+            except InUse as error:
+                log.error("queue in use", extra=fields(reason=str(error)))
             except BusError as error:
                 if not self._stopping:
                     log.warning(

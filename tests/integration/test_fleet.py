@@ -14,7 +14,7 @@ from unittest.mock import ANY
 import pika
 import pytest
 from conftest import Fleet
-from harness import STATUS_INTERVAL, MonitorThread, wait_for
+from harness import STATUS_INTERVAL, MonitorThread, real_active, wait_for
 
 from bus.local_broker import LocalBroker
 from bus.signing import sign
@@ -140,6 +140,49 @@ def test_terminated_worker_says_goodbye_and_is_offline(fleet: Fleet) -> None:
     wait_for(lambda: monitor.liveness("w1") is Liveness.OFFLINE, 5, "w1 offline")
     fleet.probe.poll()
     assert [m.kind for m in fleet.probe.lifecycle] == ["register", "goodbye"]
+
+
+def test_a_second_worker_with_the_same_id_waits_for_the_first(fleet: Fleet) -> None:
+    # Two processes with one WORKER_ID (a misconfiguration) would share its queue: each
+    # command reaching one of them, their statuses mixed into one record. The second is
+    # refused the queue instead, says so, and takes over once the first has gone.
+    monitor = start(fleet, "w1")
+    first = fleet.workers["w1"]
+    second = fleet.start_worker("w1")
+    wait_for(lambda: "queue in use" in second.log(), 15, "the second w1 refused its queue")
+    assert "consumed by another process" in second.log()
+    monitor.command("w1", True)
+    wait_for(lambda: real_active(first), 10, "the first w1 to obey")
+    assert not real_active(second)
+    fleet.probe.poll()
+    assert [m.kind for m in fleet.probe.lifecycle] == ["register"]  # the second said nothing
+    assert {s.state.active for s in fleet.probe.statuses_of("w1")[-1:]} == {True}
+    assert first.terminate() == 0
+    wait_for(lambda: real_active(second), 30, "the second w1 to take over, reconciled to active")
+    assert monitor.liveness("w1") is Liveness.ONLINE
+
+
+def test_a_second_monitor_on_the_namespace_is_refused_its_queues(
+    fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two monitors would split the acknowledgements and statuses between them, and each
+    # would report applied commands as expired.
+    caplog.set_level(logging.ERROR, logger="fireworks.bus")
+    start(fleet, "w1")
+    second = MonitorThread(fleet.settings)
+    try:
+        wait_for(
+            lambda: any(r.getMessage() == "queue in use" for r in caplog.records),
+            15,
+            "the second monitor refused",
+        )
+        assert second.view().workers == []  # it heard nobody
+        monitor = fleet.monitor
+        assert monitor is not None
+        monitor.command("w1", True)
+        wait_for(lambda: monitor.observed_active("w1"), 10, "the first monitor's command acked")
+    finally:
+        second.stop()
 
 
 def test_toggler_flips_the_fleet(broker_url: str, tmp_path: Path) -> None:
