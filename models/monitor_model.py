@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, NamedTuple
 from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
 from models.worker_model import Frozen, Worker, WorkerId
+
+
+class Wish(NamedTuple):
+    """A desired state as the monitor keeps it, with the generation of the command that
+    asked for it: a worker that applied a newer command knows better (see Registry)."""
+
+    active: bool
+    generation: int
 
 
 class Liveness(StrEnum):

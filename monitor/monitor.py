@@ -26,7 +26,7 @@ from bus.settings import Settings
 from bus.signing import sign
 from bus.topology import ECHO_KEY
 from models.messages import COMMAND, ECHO, LIFECYCLE, STATUS, Command, Echo, Registration
-from models.monitor_model import Detail, EventKind, FleetEvent, Liveness
+from models.monitor_model import Detail, EventKind, FleetEvent, Liveness, Wish
 from models.worker_model import WorkerChanges, utc_now
 from monitor.registry import Heard, Registry, Transition
 from monitor.store import HistoryStore
@@ -121,7 +121,7 @@ class MonitorService:
 
     def _desire(self, command: Command) -> None:
         if self.store is not None and command.changes.active is not None:
-            self.store.desire(command.target, command.changes.active)
+            self.store.desire(command.target, Wish(command.changes.active, command.generation))
 
     def sweep(self) -> None:
         if self.bus.connected:

@@ -9,7 +9,7 @@ from datetime import datetime
 from uuid import UUID
 
 from models.messages import Command, Goodbye, Outcome, Registration, Status
-from models.monitor_model import FleetView, Liveness, WorkerView
+from models.monitor_model import FleetView, Liveness, Wish, WorkerView
 from models.worker_model import FLEET, FieldChange, Worker, WorkerChanges, utc_now
 
 # A worker is lost after this many status intervals without a word.
@@ -106,19 +106,22 @@ class Registry:
     _pending: dict[UUID, _Pending] = field(default_factory=dict)
     _generation: int = 0
     _last_echo: float | None = None
-    # Desired states restored from history, for workers not heard from yet.
-    _remembered: dict[str, bool] = field(default_factory=dict)
+    # Desired states restored from history, for workers not heard from yet, and the
+    # fleet's until this monitor gives its own.
+    _remembered: dict[str, Wish] = field(default_factory=dict)
+    _remembered_fleet: Wish | None = None
 
-    def restore(self, fleet_desired: bool | None, desired: dict[str, bool]) -> None:
+    def restore(self, fleet: Wish | None, desired: dict[str, Wish]) -> None:
         """Desired state kept from before a monitor restart; workers are steered back
-        to it when they are heard from (see _reconcile)."""
-        self.fleet_desired = fleet_desired
-        self._remembered = dict(desired)
+        to it when they are heard from (see _reconcile), unless they applied a newer
+        command since (see _wanted)."""
+        self.fleet_desired = None if fleet is None else fleet.active
+        self._remembered, self._remembered_fleet = dict(desired), fleet
 
     # -- hearing from workers ------------------------------------------------------
 
     def register(self, message: Registration) -> Heard:
-        record, transition = self._heard(message.worker_id, message.status_interval)
+        record, transition = self._heard(message.state, message.status_interval)
         restarted = record.started_at is not None and record.started_at != message.started_at
         record.started_at = message.started_at
         changed = self._observe(record, message.state)
@@ -134,7 +137,7 @@ class Registry:
             # It said goodbye; this status was overtaken on the way (another queue).
             # Only a registration brings a worker back.
             return Heard(known.worker_id)
-        record, transition = self._heard(message.worker_id, message.status_interval)
+        record, transition = self._heard(message.state, message.status_interval)
         changed = self._observe(record, message.state)
         ack = None if message.ack is None else self._acknowledged(record, message)
         return Heard(
@@ -166,7 +169,10 @@ class Registry:
         if target == FLEET:
             if changes.active is not None:
                 self.fleet_desired = changes.active
-                self._remembered.clear()  # the fleet's new wish replaces older ones
+                # The fleet's new wish replaces older ones, and wins: its generation may
+                # be lower than workers' if this monitor's clock is behind (see _wanted).
+                self._remembered.clear()
+                self._remembered_fleet = None
             # Workers not online get the new desired state too, and converge when back.
             targets = list(self._records.values())
             awaited = [r for r in targets if r.liveness is Liveness.ONLINE]
@@ -257,11 +263,11 @@ class Registry:
 
     # -- internals -------------------------------------------------------------------
 
-    def _heard(self, worker_id: str, status_interval: float) -> tuple[_Record, Transition | None]:
-        now, wall = self.clock(), self.wall()
+    def _heard(self, state: Worker, status_interval: float) -> tuple[_Record, Transition | None]:
+        now, wall, worker_id = self.clock(), self.wall(), state.worker_id
         record = self._records.get(worker_id)
         if record is None:
-            desired = self._remembered.pop(worker_id, self.fleet_desired)
+            desired = self._wanted(state)
             record = _Record(worker_id, status_interval, now, wall, desired=desired)
             self._records[worker_id] = record
             transition: Transition | None = Transition(worker_id, None, Liveness.ONLINE)
@@ -270,6 +276,16 @@ class Registry:
         record.status_interval = status_interval
         record.silent_since, record.last_seen_at = now, wall
         return record, transition
+
+    def _wanted(self, state: Worker) -> bool | None:
+        """What a worker heard for the first time is wanted to do: the fleet's wish, or
+        (None) what it does. Or, after a restart, the wish remembered for it (its own,
+        else the fleet's): unless it applied a newer command than that wish, which is
+        then the newer wish itself (the old monitor stopped before its history took it)."""
+        wish = self._remembered.pop(state.worker_id, None) or self._remembered_fleet
+        if wish is None:
+            return self.fleet_desired
+        return None if state.generation > wish.generation else wish.active
 
     def _observe(self, record: _Record, state: Worker) -> dict[str, FieldChange]:
         """Take the worker's reported state; returns how its active flag changed."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from bus.errors import SettingsError
 from bus.logs import fields
-from models.monitor_model import Detail, EventKind, FleetEvent, Sample
+from models.monitor_model import Detail, EventKind, FleetEvent, Sample, Wish
 from models.worker_model import FLEET, utc_now
 
 log = logging.getLogger("fireworks.store")
@@ -58,6 +58,11 @@ MIGRATIONS = [
         target TEXT PRIMARY KEY,  -- a worker id, or 'all' for the fleet
         active INTEGER NOT NULL
     );
+    """,
+    # The generation of the command behind each wish. Rows from before it count as newer
+    # than any command, so that a wish kept then still wins, as it did.
+    """
+    ALTER TABLE desired ADD COLUMN generation INTEGER NOT NULL DEFAULT 9223372036854775807;
     """,
 ]
 
@@ -158,26 +163,27 @@ class HistoryStore:
 
         self._enqueue(write)
 
-    def desire(self, target: str, active: bool) -> None:
+    def desire(self, target: str, wish: Wish) -> None:
         """Persist a desired state; for the fleet it replaces every worker's own."""
 
         def write(db: sqlite3.Connection) -> None:
             if target == FLEET:
                 db.execute("DELETE FROM desired")
             db.execute(
-                "INSERT INTO desired (target, active) VALUES (?, ?) "
-                "ON CONFLICT (target) DO UPDATE SET active = excluded.active",
-                (target, int(active)),
+                "INSERT INTO desired (target, active, generation) VALUES (?, ?, ?) "
+                "ON CONFLICT (target) DO UPDATE "
+                "SET active = excluded.active, generation = excluded.generation",
+                (target, int(wish.active), wish.generation),
             )
 
         self._enqueue(write)
 
     # -- reads (any thread) ------------------------------------------------------
 
-    def desired(self) -> tuple[bool | None, dict[str, bool]]:
+    def desired(self) -> tuple[Wish | None, dict[str, Wish]]:
         """(the fleet's desired state, each worker's own) as last persisted."""
-        rows = self._read("SELECT target, active FROM desired", ())
-        wanted = {str(target): bool(active) for target, active in rows}
+        rows = self._read("SELECT target, active, generation FROM desired", ())
+        wanted = {str(target): Wish(bool(active), gen) for target, active, gen in rows}
         return wanted.pop(FLEET, None), wanted
 
     def events(

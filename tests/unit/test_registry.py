@@ -10,7 +10,7 @@ from uuid import uuid4
 import pytest
 
 from models.messages import Ack, Command, Goodbye, Outcome, Registration, Status
-from models.monitor_model import Liveness
+from models.monitor_model import Liveness, Wish
 from models.worker_model import FLEET, FieldChange, Worker, WorkerChanges
 from monitor.registry import LOST_AFTER_INTERVALS, Expired, Registry, Transition, UnknownWorker
 from unit.fake_clock import WALL0, FakeClock
@@ -989,12 +989,19 @@ def test_awaiting_lists_the_workers_whose_ack_is_outstanding(registry: Registry)
 # -- desired state restored after a monitor restart ------------------------------------------
 
 
+# The generation of the commands behind the wishes a restarted monitor finds on disk.
+WISHED = 10
+
+
 def restored(clock: FakeClock, fleet: bool | None, desired: dict[str, bool]) -> Registry:
     """A registry as a restarted monitor builds it from its history database."""
     registry = Registry(
         clock=clock, wall=clock.wall, command_ttl=TTL, retention=RETENTION, deaf_after=math.inf
     )
-    registry.restore(fleet, desired)
+    registry.restore(
+        None if fleet is None else Wish(fleet, WISHED),
+        {worker_id: Wish(active, WISHED) for worker_id, active in desired.items()},
+    )
     return registry
 
 
@@ -1046,6 +1053,26 @@ def test_the_restored_fleet_state_is_given_to_workers_without_a_state_of_their_o
     # A worker's own state, given after the fleet's, wins over it.
     assert registry.register(registration("w1", active=False)).reconcile is None
     assert registry.worker("w1").desired_active is False
+
+
+@pytest.mark.parametrize(("fleet", "own"), [(None, {"w1": False}), (False, {})])
+def test_a_worker_that_applied_a_newer_command_than_the_remembered_wish_keeps_its_state(
+    clock: FakeClock, fleet: bool | None, own: dict[str, bool]
+) -> None:
+    # The monitor stopped after the worker applied a command and before its history
+    # took that command's wish: the worker's state is the newer wish, not a fault.
+    registry = restored(clock, fleet, own)
+    heard = registry.register(registration("w1", active=True, generation=WISHED + 1))
+    assert heard.reconcile is None
+    assert registry.worker("w1").desired_active is True
+    assert registry.pending_commands() == []
+    # Its generation no newer than the wish's: steered back, as any worker is.
+    heard = registry.status(status("w2", active=True, generation=WISHED))
+    wanted = own.get("w2", fleet)
+    if wanted is None:
+        assert heard.reconcile is None
+    else:
+        assert heard.reconcile is not None and heard.reconcile.changes.active is wanted
 
 
 def test_the_remembered_state_is_acknowledged_like_any_command(clock: FakeClock) -> None:

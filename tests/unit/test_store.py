@@ -15,7 +15,7 @@ from harness import wait_for
 
 import monitor.store as store_module
 from bus.errors import SettingsError
-from models.monitor_model import EventKind, FleetEvent
+from models.monitor_model import EventKind, FleetEvent, Wish
 from models.worker_model import FLEET, utc_now
 from monitor.store import MIGRATIONS, HistoryStore, connect, migrate
 
@@ -83,13 +83,13 @@ def test_reopening_a_store_keeps_what_was_written(db_path: str) -> None:
     first = HistoryStore(db_path, retention=3650 * DAY, flush_interval=IDLE)
     first.start()
     first.record(event(EventKind.REGISTERED, "w1", at(0)))
-    first.desire("w1", True)
+    first.desire("w1", Wish(True, 1))
     first.close()  # close flushes what is still batched
     second = HistoryStore(db_path, retention=3650 * DAY, flush_interval=IDLE)
     second.start()
     try:
         assert [e.kind for e in second.events()] == [EventKind.REGISTERED]
-        assert second.desired() == (None, {"w1": True})
+        assert second.desired() == (None, {"w1": Wish(True, 1)})
         assert second.known("w1")
     finally:
         second.close()
@@ -221,22 +221,41 @@ def test_samples_filter_by_time_and_limit_keeps_the_latest(store: HistoryStore) 
 
 def test_desired_state_per_worker_and_for_the_fleet(store: HistoryStore) -> None:
     assert store.desired() == (None, {})
-    store.desire("w1", True)
-    store.desire("w2", False)
+    store.desire("w1", Wish(True, 1))
+    store.desire("w2", Wish(False, 2))
     store._flush()
-    assert store.desired() == (None, {"w1": True, "w2": False})
-    store.desire("w1", False)  # the latest word for a worker wins
+    assert store.desired() == (None, {"w1": Wish(True, 1), "w2": Wish(False, 2)})
+    store.desire("w1", Wish(False, 3))  # the latest word for a worker wins
     store._flush()
-    assert store.desired() == (None, {"w1": False, "w2": False})
-    store.desire(FLEET, True)  # the fleet's word replaces every worker's own
+    assert store.desired() == (None, {"w1": Wish(False, 3), "w2": Wish(False, 2)})
+    store.desire(FLEET, Wish(True, 4))  # the fleet's word replaces every worker's own
     store._flush()
-    assert store.desired() == (True, {})
-    store.desire("w2", False)  # a worker's word after the fleet's stands next to it
-    store.desire(FLEET, False)
-    store.desire(FLEET, True)
-    store.desire("w3", False)
+    assert store.desired() == (Wish(True, 4), {})
+    store.desire("w2", Wish(False, 5))  # a worker's word after the fleet's stands next to it
+    store.desire(FLEET, Wish(False, 6))
+    store.desire(FLEET, Wish(True, 7))
+    store.desire("w3", Wish(False, 8))
     store._flush()
-    assert store.desired() == (True, {"w3": False})
+    assert store.desired() == (Wish(True, 7), {"w3": Wish(False, 8)})
+
+
+def test_a_wish_kept_before_generations_were_counts_as_newer_than_any_command(
+    tmp_path: Path,
+) -> None:
+    # A database of the first schema: its wishes keep winning, as they did then.
+    path = str(tmp_path / "v1.db")
+    connection = connect(path)
+    with connection:
+        connection.executescript(MIGRATIONS[0])
+        connection.execute("PRAGMA user_version = 1")
+        connection.execute("INSERT INTO desired (target, active) VALUES ('w1', 1), ('all', 0)")
+    connection.close()
+    store = HistoryStore(path, retention=DAY, flush_interval=IDLE)
+    try:
+        newest = 2**63 - 1
+        assert store.desired() == (Wish(False, newest), {"w1": Wish(True, newest)})
+    finally:
+        store.close()
 
 
 # -- a failing database --------------------------------------------------------------
@@ -260,7 +279,7 @@ def test_a_failing_flush_keeps_the_batch_and_a_later_one_writes_it_all(
     store: HistoryStore, locker: sqlite3.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     store.record(event(EventKind.REGISTERED, "w1", at(0)))
-    store.desire("w1", True)
+    store.desire("w1", Wish(True, 1))
     locker.execute("BEGIN EXCLUSIVE")  # e.g. another process holding the database
     with caplog.at_level(logging.INFO, logger="fireworks.store"):
         store._flush()
@@ -277,7 +296,7 @@ def test_a_failing_flush_keeps_the_batch_and_a_later_one_writes_it_all(
     assert not store.failing
     assert store.last_flush_ok is not None
     assert [e.kind for e in store.events()] == [EventKind.REGISTERED, EventKind.ACTIVATED]
-    assert store.desired() == (None, {"w1": True})
+    assert store.desired() == (None, {"w1": Wish(True, 1)})
     assert any(r.message == "history written again" for r in caplog.records)
     assert store.dropped == 0
 
@@ -382,12 +401,12 @@ def test_a_store_never_started_can_be_closed_and_keeps_its_batch(db_path: str) -
     """Regression: close() joined the writer thread unconditionally, so closing a store
     that was never started raised RuntimeError instead of flushing and closing."""
     store = HistoryStore(db_path, retention=DAY)
-    store.desire("w1", True)
+    store.desire("w1", Wish(True, 1))
     store.close()
     reopened = HistoryStore(db_path, retention=DAY, flush_interval=IDLE)
     reopened.start()
     try:
-        assert reopened.desired() == (None, {"w1": True})
+        assert reopened.desired() == (None, {"w1": Wish(True, 1)})
     finally:
         reopened.close()
 
@@ -406,7 +425,7 @@ def test_prune_drops_events_samples_and_workers_past_retention(db_path: str) -> 
         store.record(event(EventKind.ACTIVATED, "w1", recent))
         store.sample("w1", old, active=False, activity=1)
         store.sample("w1", recent, active=True, activity=2)
-        store.desire("gone", True)
+        store.desire("gone", Wish(True, 1))
         store._flush()
         assert len(store.events()) == 3
         store._enqueue(store._prune)
@@ -416,7 +435,7 @@ def test_prune_drops_events_samples_and_workers_past_retention(db_path: str) -> 
         assert store.samples("gone") == []
         assert not store.known("gone")
         assert store.known("w1")  # seen recently
-        assert store.desired() == (None, {"gone": True})  # desired state is not history
+        assert store.desired() == (None, {"gone": Wish(True, 1)})  # desired state is not history
     finally:
         store.close()
 
