@@ -18,8 +18,9 @@ from models.worker_model import WorkerId
 
 # Up to the last "@": pika accepts an unquoted "@" in the password. Any scheme: a
 # mistyped one is shown too (in the line that says it is wrong), password masked.
-_URL_PASSWORD = re.compile(r"([a-z][a-z0-9+.-]*://[^:/@\s]*:)\S*@", re.IGNORECASE)
-_SCHEME = re.compile(r"([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
+_SCHEME = r"([a-z][a-z0-9+.-]*)://"
+_URL_PASSWORD = re.compile(rf"({_SCHEME}[^:/@\s]*:)\S*@", re.IGNORECASE)
+_URL_SCHEME = re.compile(_SCHEME, re.IGNORECASE)
 TLS_PORT = 5671
 BROKER_SCHEMES = ("amqp", "amqps")
 # Longest a retention may be: far beyond any use, and within what dates can count back.
@@ -34,7 +35,7 @@ def mask_url(url: str) -> str:
 def url_problem(url: str) -> str | None:
     """What is wrong with a broker URL, found now rather than as a traceback from pika at
     the first connect; None if nothing is."""
-    scheme = _SCHEME.match(url)
+    scheme = _URL_SCHEME.match(url)
     if scheme is None or scheme[1].lower() not in BROKER_SCHEMES:
         return f"{mask_url(url)} is not an amqp:// or amqps:// URL"
     try:

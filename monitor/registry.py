@@ -282,7 +282,7 @@ class Registry:
         (None) what it does. Or, after a restart, the wish remembered for it (its own,
         else the fleet's): unless it applied a newer command than that wish, which is
         then the newer wish itself (the old monitor stopped before its history took it)."""
-        wish = self._remembered.pop(state.worker_id, None) or self._remembered_fleet
+        wish = self._remembered.pop(state.worker_id, self._remembered_fleet)
         if wish is None:
             return self.fleet_desired
         return None if state.generation > wish.generation else wish.active

@@ -156,7 +156,7 @@ def test_a_second_worker_with_the_same_id_waits_for_the_first(fleet: Fleet) -> N
     assert not real_active(second)
     fleet.probe.poll()
     assert [m.kind for m in fleet.probe.lifecycle] == ["register"]  # the second said nothing
-    assert {s.state.active for s in fleet.probe.statuses_of("w1")[-1:]} == {True}
+    assert fleet.probe.statuses_of("w1")[-1].state.active is True
     assert first.terminate() == 0
     wait_for(lambda: real_active(second), 30, "the second w1 to take over, reconciled to active")
     assert monitor.liveness("w1") is Liveness.ONLINE
