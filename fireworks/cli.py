@@ -212,7 +212,9 @@ def _worker_id(settings: Settings) -> str:
 
 
 def run_up(settings: Settings, workers: int, local_broker: bool) -> int:
-    """The whole system as local processes; Ctrl-C stops all of it."""
+    """The whole system as local processes; Ctrl-C stops all of it. A worker that exits
+    leaves the rest running, as a worker's crash does anywhere: the monitor marks it
+    lost. Without the monitor there is no system, so its exit stops everything."""
     if workers < 0:
         raise SettingsError("invalid option --workers: must be 0 or more")
     configure(settings.log_level, settings.log_format)
@@ -228,22 +230,32 @@ def run_up(settings: Settings, workers: int, local_broker: bool) -> int:
         nonlocal interrupted
         interrupted = True
 
+    def spawn(name: str, kind: str, **extra: str) -> subprocess.Popen[bytes]:
+        child = subprocess.Popen([sys.executable, "-m", "fireworks", kind], env={**env, **extra})
+        children.append(child)
+        log.info("started", extra=fields(process=name, pid=child.pid))
+        return child
+
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     try:
-        command = [sys.executable, "-m", "fireworks"]
-        children.append(subprocess.Popen([*command, "monitor"], env=env))
-        for number in range(1, workers + 1):
-            worker_env = {**env, "WORKER_ID": f"worker-{number}"}
-            children.append(subprocess.Popen([*command, "worker"], env=worker_env))
-        while not interrupted and all(child.poll() is None for child in children):
-            time.sleep(0.2)  # the children do the work; this only waits for Ctrl-C
+        monitor = spawn("monitor", "monitor")
+        names = [f"worker-{number}" for number in range(1, workers + 1)]
+        running = {name: spawn(name, "worker", WORKER_ID=name) for name in names}
+        while not interrupted and monitor.poll() is None:
+            for name, child in list(running.items()):
+                if child.poll() is not None:
+                    del running[name]
+                    log.warning("exited", extra=fields(process=name, code=child.returncode))
+            time.sleep(0.2)  # the children do the work; this only watches them
     finally:
         _stop_children(children)
         if broker is not None:
             broker.close()
-    failed = [child.args for child in children if child.returncode not in (0, -signal.SIGTERM)]
-    return 1 if failed and not interrupted else 0
+    if interrupted:
+        return 0
+    log.error("the monitor exited; stopped everything", extra=fields(code=monitor.returncode))
+    return 1
 
 
 def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:

@@ -96,6 +96,46 @@ def test_up_with_local_broker_runs_the_fleet_and_stops_cleanly_on_ctrl_c(tmp_pat
     assert not Path(home).exists()  # the private node is gone
 
 
+@pytest.mark.skipif(find_server() is None, reason="needs a local rabbitmq-server installation")
+def test_up_outlives_a_killed_worker_and_stops_when_the_monitor_dies(tmp_path: Path) -> None:
+    process = run_fireworks(
+        ["up", "--workers", "2", "--local-broker"],
+        tmp_path,
+        STATUS_INTERVAL="0.5",
+        HTTP_PORT=str(free_port()),
+    )
+    assert process.stdout is not None
+    log = JsonLines(process.stdout)
+
+    def pid(name: str) -> int:
+        return next(e["pid"] for e in log.messages("started") if e["process"] == name)
+
+    def liveness(change: str) -> set[str]:
+        return {e["worker"] for e in log.messages(f"liveness {change}")}
+
+    try:
+        wait_for(lambda: liveness("new -> online") == {"worker-1", "worker-2"}, 60, "both online")
+        os.kill(pid("worker-1"), signal.SIGKILL)
+        wait_for(lambda: "worker-1" in liveness("online -> lost"), 30, "worker-1 marked lost")
+        exited = log.messages("exited")
+        assert [(e["process"], e["code"]) for e in exited] == [("worker-1", -signal.SIGKILL)]
+        assert process.poll() is None  # the rest runs on
+        os.kill(pid("monitor"), signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+    out = log.finish()
+    assert process.returncode == 1
+    assert log.messages("the monitor exited; stopped everything")[0]["code"] == -signal.SIGKILL
+    assert "worker-2" in {e["worker"] for e in log.messages("said goodbye")}
+    assert "worker-2" not in liveness("online -> lost")
+    home = log.messages("starting a private RabbitMQ node")[0]["home"]
+    assert not Path(home).exists()
+    assert "Traceback" not in out
+
+
 def test_config_show_prints_every_setting_with_secrets_masked(tmp_path: Path) -> None:
     process = run_fireworks(
         ["config", "show"],
