@@ -14,7 +14,7 @@ class CommandReceipt(Frozen):
     command_id: UUID
     target: str
     active: bool
-    # Workers whose acknowledgement is awaited; empty when no queue took the command.
+    # Workers whose acknowledgement is awaited: the target, or the fleet's online workers.
     awaiting: list[str]
 
 

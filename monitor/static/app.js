@@ -761,8 +761,7 @@ async function steer(target, active, button) {
     notice(
       awaiting
         ? `${action} sent to ${who}; awaiting ${awaiting} acknowledgement${awaiting === 1 ? "" : "s"}`
-        : `${action} for ${who}: no worker queue took it`,
-      awaiting === 0,
+        : `${action} sent to ${who}; no worker online to answer it`,
     );
     reread(target);
   } catch (error) {

@@ -142,6 +142,19 @@ def test_several_ids_and_the_whole_fleet(stack: ProcessFleet, tmp_path: Path) ->
         wait_for(partial(inactive, stack.workers[worker_id]), 5, f"{worker_id} inactive")
 
 
+def test_the_fleet_with_nobody_online_is_told_so_and_succeeds(
+    broker_url: str, tmp_path: Path
+) -> None:
+    with ProcessFleet.running(broker_url, tmp_path, ()) as empty:
+        result = fireworks(empty.monitor.api, tmp_path, "activate", "--all")
+        assert (result.returncode, result.stdout) == (
+            0,
+            "all: sent; no worker online to answer it\n",
+        )
+        newcomer = empty.start_worker("w9")  # and the fleet's wish reaches who comes
+        wait_for(partial(real_active, newcomer), BOUND, "the newcomer active")
+
+
 def test_an_unknown_worker_is_one_line_on_stderr_and_exit_1(
     stack: ProcessFleet, tmp_path: Path
 ) -> None:
