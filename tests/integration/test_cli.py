@@ -108,7 +108,7 @@ def test_up_outlives_a_killed_worker_and_stops_when_the_monitor_dies(tmp_path: P
     log = JsonLines(process.stdout)
 
     def pid(name: str) -> int:
-        return next(e["pid"] for e in log.messages("started") if e["process"] == name)
+        return next(int(e["pid"]) for e in log.messages("started") if e["process"] == name)
 
     def liveness(change: str) -> set[str]:
         return {e["worker"] for e in log.messages(f"liveness {change}")}
