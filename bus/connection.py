@@ -27,7 +27,7 @@ from bus.backoff import Backoff
 from bus.codec import CONTENT_TYPE, encode
 from bus.errors import BusError, InUse, InvalidMessage, NotConnected
 from bus.logs import fields
-from bus.settings import mask_url
+from bus.settings import mask_urls
 from bus.tls import SslOptionsFor
 from bus.topology import Topology
 
@@ -119,7 +119,7 @@ class Bus:
         return self._connection is not None and self._connection.is_open
 
     def address(self) -> str:
-        return ", ".join(mask_url(url) for url in self._urls)
+        return mask_urls(self._urls)
 
     def every(self, interval: float, job: Callable[[], None]) -> None:
         """Run `job` every `interval` seconds on the bus thread, connected or not."""

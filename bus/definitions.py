@@ -127,11 +127,6 @@ def password_hash(password: str, salt: bytes | None = None) -> str:
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 
 
-def password_matches(password: str, hashed: str) -> bool:
-    salt = base64.b64decode(hashed)[:4]
-    return password_hash(password, salt) == hashed
-
-
 def definitions(
     topology: Topology, passwords: dict[str, str], vhost: str = DEFAULT_VHOST
 ) -> dict[str, Any]:

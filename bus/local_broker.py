@@ -182,9 +182,6 @@ class LocalBroker:
         """kill -9 the whole node, as a crash would."""
         self._signal(signal.SIGKILL)
 
-    def stop(self) -> None:
-        self._signal(signal.SIGTERM)
-
     def close(self) -> None:
         self.kill()
         shutil.rmtree(self.home, ignore_errors=True)

@@ -32,6 +32,11 @@ def mask_url(url: str) -> str:
     return _URL_PASSWORD.sub(r"\1***@", url)
 
 
+def mask_urls(urls: list[str]) -> str:
+    """Where the brokers are, safe to log or show."""
+    return ", ".join(mask_url(url) for url in urls)
+
+
 def url_problem(url: str) -> str | None:
     """What is wrong with a broker URL, found now rather than as a traceback from pika at
     the first connect; None if nothing is."""
@@ -117,7 +122,7 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
-        # Compose passes `${WORKER_ID:-}` as an empty string: that means "not set".
+        # Compose passes `${FIREWORKS_API_TOKEN:-}` as an empty string: "not set".
         return None if value == "" else value
 
     @field_validator(
@@ -205,17 +210,13 @@ class Settings(BaseSettings):
         address = f"{self.rabbitmq_host}:{self.broker_port()}"
         return [f"{scheme}://{user}:{password}@{address}/{vhost}"]
 
-    def broker_display(self) -> str:
-        """Where the broker is, safe to log."""
-        return ", ".join(mask_url(url) for url in self.broker_urls())
-
     def shown(self) -> dict[str, str]:
         """Every setting by its environment name, secrets masked: safe to print."""
         shown = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
             if name == "rabbitmq_url" and value is not None:
-                text = self.broker_display()
+                text = mask_urls(self.broker_urls())
             elif name == "rabbitmq_port":
                 text = str(self.broker_port())
             elif isinstance(value, SecretStr):

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.messages import Kind
+from models.worker_model import FLEET
+
 # A worker's queue outlives a short disconnect (so no command is lost) and then
 # goes away by itself, so a worker that is gone leaves no queue behind.
 WORKER_QUEUE_EXPIRES_MS = 10 * 60 * 1000
@@ -13,8 +16,9 @@ STATUS_QUEUE_MAX_LENGTH = 10_000
 STATUS_TTL_MS = 60_000
 DEAD_QUEUE_MAX_LENGTH = 10_000
 
-REGISTER_KEY = "register"
-GOODBYE_KEY = "goodbye"
+# A lifecycle message's routing key starts with its kind; the monitor checks they agree.
+REGISTER_KEY = Kind.REGISTER.value
+GOODBYE_KEY = Kind.GOODBYE.value
 # The monitor's echo to itself, on the status exchange (see models.messages.Echo).
 ECHO_KEY = "echo"
 STATUS_BINDINGS = ("status.#", ECHO_KEY)
@@ -131,6 +135,6 @@ class Topology:
         """The worker's own command queue, bound to its id and to the fleet."""
         queue = self.worker_queue(worker_id)
         channel.queue_declare(queue, durable=True, arguments={"x-expires": WORKER_QUEUE_EXPIRES_MS})
-        for target in (worker_id, "all"):
+        for target in (worker_id, FLEET):
             channel.queue_bind(queue, self.command_exchange, routing_key=self.command_key(target))
         return queue

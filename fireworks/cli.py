@@ -28,7 +28,7 @@ from bus.tls import ssl_options_for
 from bus.topology import Topology
 from fireworks import control
 from fireworks.control import ApiError, MonitorClient
-from models.worker_model import WorkerId
+from models.worker_model import FLEET, WorkerId
 from workers.worker import WorkerService
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ def run_control(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "status":
         return control.status(client, out)
     if args.command in ("activate", "deactivate"):
-        targets = ["all"] if args.all else list(args.worker_ids)
+        targets = [FLEET] if args.all else list(args.worker_ids)
         return control.steer(client, targets, args.command == "activate", args.timeout, out)
     if args.command == "watch":
         return control.watch(client, out)

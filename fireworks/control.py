@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from models.api_model import Commands, WorkerHistory
 from models.monitor_model import FleetEvent, FleetView, WorkerView
+from models.worker_model import FLEET
 
 
 class ApiError(Exception):
@@ -136,7 +137,7 @@ def steer(
     action = "activate" if active else "deactivate"
     failed = False
     for target in targets:
-        path = "/api/fleet" if target == "all" else f"/api/workers/{_quoted(target)}"
+        path = "/api/fleet" if target == FLEET else f"/api/workers/{_quoted(target)}"
         code, body = client.post(f"{path}/{action}?wait=true&timeout={timeout}")
         for result in Commands.model_validate(body).commands:
             if not result.awaiting:  # the fleet's wish is kept: workers follow it on return

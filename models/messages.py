@@ -9,7 +9,6 @@ from uuid import UUID, uuid4
 from pydantic import AwareDatetime, Field, TypeAdapter
 
 from models.worker_model import (
-    FLEET,
     ChangedField,
     FieldChange,
     Frozen,
@@ -74,10 +73,6 @@ class Command(Envelope):
     generation: int = Field(ge=1)
     # Present when the monitor signs commands (COMMAND_SIGNING_KEY).
     signature: Signature | None = None
-
-    @property
-    def is_fleet(self) -> bool:
-        return self.target == FLEET
 
 
 class Outcome(StrEnum):

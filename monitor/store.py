@@ -105,7 +105,6 @@ class HistoryStore:
         sample_every: float = 5.0,
         flush_interval: float = 1.0,
     ) -> None:
-        self.path = path
         self.retention = timedelta(seconds=retention)
         self.sample_every = timedelta(seconds=sample_every)
         self.flush_interval = flush_interval
@@ -123,7 +122,6 @@ class HistoryStore:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
         self.dropped = 0
-        self.last_flush_ok: datetime | None = None
         self.failing = False
 
     # -- called on the bus thread: cheap, never blocks on the database -------------
@@ -279,7 +277,6 @@ class HistoryStore:
         if self.failing:
             log.info("history written again", extra=fields(items=len(batch)))
         self.failing = False
-        self.last_flush_ok = utc_now()
 
     def _apply(self, write: Write) -> None:
         try:

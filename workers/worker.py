@@ -10,7 +10,7 @@ from bus.errors import InvalidMessage
 from bus.logs import fields
 from bus.settings import Settings
 from bus.signing import verify
-from bus.topology import GOODBYE_KEY, REGISTER_KEY, Topology
+from bus.topology import Topology
 from models.messages import COMMAND, Ack, Goodbye, Registration, Status
 from models.worker_model import FLEET, utc_now
 from workers.state import WorkerState
@@ -44,14 +44,14 @@ class WorkerService:
             status_interval=self.settings.status_interval,
             started_at=self.started_at,
         )
-        self._lifecycle(REGISTER_KEY, registration)
+        self._lifecycle(registration)
         log.info("registered", extra=fields(worker=self.worker_id, **self._summary()))
 
     def on_disconnected(self) -> None:
         log.warning("disconnected from the broker", extra=fields(worker=self.worker_id))
 
     def on_stopping(self, bus: Bus) -> None:
-        self._lifecycle(GOODBYE_KEY, Goodbye(state=self.core.stamp(utc_now())))
+        self._lifecycle(Goodbye(state=self.core.stamp(utc_now())))
         log.info("said goodbye", extra=fields(worker=self.worker_id, **self._summary()))
 
     # -- messages ---------------------------------------------------------------
@@ -95,8 +95,8 @@ class WorkerService:
         key = self.topology.status_key(self.worker_id)
         self.bus.publish("status", self.topology.status_exchange, key, status, persistent=False)
 
-    def _lifecycle(self, kind: str, message: Registration | Goodbye) -> None:
-        key = self.topology.lifecycle_key(kind, self.worker_id)
+    def _lifecycle(self, message: Registration | Goodbye) -> None:
+        key = self.topology.lifecycle_key(message.kind, self.worker_id)
         self.bus.publish("register", self.topology.register_exchange, key, message)
 
     def _summary(self) -> dict[str, object]:

@@ -150,8 +150,6 @@ def test_worker_id_property_and_fleet_flag() -> None:
     assert registration().worker_id == "w1"
     assert goodbye().worker_id == "w1"
     assert status().worker_id == "w1"
-    assert command(FLEET).is_fleet
-    assert not command("w1").is_fleet
 
 
 def test_worker_defaults() -> None:
@@ -287,7 +285,7 @@ def test_bad_command_target_is_rejected(target: str) -> None:
 def test_command_target_all_is_the_fleet() -> None:
     data = wire(command())
     data["target"] = "all"
-    assert COMMAND.validate_json(json.dumps(data)).is_fleet
+    assert COMMAND.validate_json(json.dumps(data)).target == FLEET
 
 
 @pytest.mark.parametrize(

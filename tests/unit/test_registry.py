@@ -207,7 +207,6 @@ def test_fleet_command_sets_desired_for_all_and_awaits_only_online_workers(
     command = registry.command(FLEET, WorkerChanges(active=True))
 
     assert command.target == FLEET
-    assert command.is_fleet
     assert command.changes == WorkerChanges(active=True)
     assert registry.fleet_desired is True
     for worker_id in ("on1", "on2", "lost", "gone"):
@@ -233,7 +232,6 @@ def test_worker_command_sets_desired_for_that_worker_only(registry: Registry) ->
     command = registry.command("w1", WorkerChanges(active=True))
 
     assert command.target == "w1"
-    assert not command.is_fleet
     assert registry.worker("w1").desired_active is True
     assert registry.worker("w1").pending_command == command.command_id
     assert registry.worker("w2").desired_active is False

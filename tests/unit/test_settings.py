@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from bus.errors import SettingsError
-from bus.settings import Settings, load_settings, mask_url
+from bus.settings import Settings, load_settings, mask_url, mask_urls
 
 SECRET = "s3cr3t-Pa55"
 
@@ -138,20 +138,20 @@ def test_rabbitmq_url_lists_brokers_in_order(
     assert Settings().broker_urls() == expected
 
 
-def test_broker_display_never_contains_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shown_brokers_never_contains_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RABBITMQ_DEFAULT_USER", "fw")
     monkeypatch.setenv("RABBITMQ_DEFAULT_PASS", SECRET)
     monkeypatch.setenv("RABBITMQ_HOST", "h")
-    display = Settings().broker_display()
+    display = mask_urls(Settings().broker_urls())
     assert SECRET not in display
     assert display == "amqp://fw:***@h:5672/%2F"
 
 
-def test_broker_display_masks_every_broker_of_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shown_brokers_masks_every_broker_of_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
         "RABBITMQ_URL", f"amqp://a:{SECRET}@h1:5672/v, amqps://b:{SECRET}2@h2:5671/v"
     )
-    display = Settings().broker_display()
+    display = mask_urls(Settings().broker_urls())
     assert SECRET not in display
     assert display == "amqp://a:***@h1:5672/v, amqps://b:***@h2:5671/v"
 
