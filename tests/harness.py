@@ -219,16 +219,11 @@ def delete_namespace(url: str, topology: Topology, worker_ids: list[str]) -> Non
     """Leave a shared broker as we found it."""
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
-    queues = [topology.register_queue, topology.status_queue, topology.dead_queue]
+    queues = [queue.name for queue in topology.monitor_queues()]
     for queue in [*queues, *(topology.worker_queue(w) for w in worker_ids)]:
         channel.queue_delete(queue)
-    for exchange in (
-        topology.register_exchange,
-        topology.command_exchange,
-        topology.status_exchange,
-        topology.dead_exchange,
-    ):
-        channel.exchange_delete(exchange)
+    for exchange in topology.exchanges():
+        channel.exchange_delete(exchange.name)
     connection.close()
 
 
@@ -394,6 +389,11 @@ class ProcessFleet(WorkerFleet):
             return None
         found: dict[str, Any] = response.raise_for_status().json()
         return found
+
+    def observed_active(self, worker_id: str) -> bool | None:
+        """What the monitor last heard this worker's active flag to be (None: nothing)."""
+        view = self.worker(worker_id)
+        return None if view is None or view["observed"] is None else view["observed"]["active"]
 
     def online(self, *worker_ids: str) -> bool:
         views = {w["worker_id"]: w for w in self.monitor.get("/api/workers")}

@@ -136,11 +136,6 @@ def screenshot(page: Page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
-def observed_active(stack: ProcessFleet, worker_id: str) -> bool | None:
-    view = stack.worker(worker_id)
-    return None if view is None or view["observed"] is None else bool(view["observed"]["active"])
-
-
 def number(locator: Locator) -> int:
     return int(locator.get_attribute("data-count") or 0)
 
@@ -183,7 +178,7 @@ def test_a_click_on_a_workers_control_changes_the_real_worker_and_its_row(
     expect(dashboard.control("w1")).to_have_accessible_name("Deactivate worker w1")
     expect(row.locator('[data-field="latency"]')).to_have_text(re.compile(r"^\d+(\.\d)? (ms|s)$"))
     # The real worker changed, once: the API says so, and so does the worker itself.
-    wait_for(lambda: observed_active(stack, "w1") is True, BOUND, "the API to see w1 active")
+    wait_for(lambda: stack.observed_active("w1") is True, BOUND, "the API to see w1 active")
     wait_for(lambda: real_active(stack.workers["w1"]), BOUND, "w1's log to say it is active")
     assert logged(stack.workers["w1"], ACTIVATED) == 1
     assert updated < BOUND
@@ -293,7 +288,7 @@ def test_fleet_deactivate_turns_every_row_inactive(
         BOUND,
         "every worker's log to say it is inactive",
     )
-    assert all(observed_active(stack, worker_id) is False for worker_id in WORKERS)
+    assert all(stack.observed_active(worker_id) is False for worker_id in WORKERS)
 
 
 def test_a_worker_killed_hard_turns_lost_on_the_page(

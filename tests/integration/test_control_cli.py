@@ -55,11 +55,6 @@ def set_active(stack: ProcessFleet, worker_id: str, active: bool) -> None:
     assert response.status_code == 200, response.text
 
 
-def observed_active(stack: ProcessFleet, worker_id: str) -> bool | None:
-    found = stack.worker(worker_id)
-    return None if found is None or found["observed"] is None else found["observed"]["active"]
-
-
 def inactive(worker: WorkerProcess) -> bool:
     return not real_active(worker)
 
@@ -110,7 +105,7 @@ def test_activate_one_worker_applied_then_unchanged(stack: ProcessFleet, tmp_pat
     assert first.returncode == 0, first.stderr
     assert first.stderr == ""
     assert answers(first.stdout) == {"w1": "applied"}
-    assert observed_active(stack, "w1") is True
+    assert stack.observed_active("w1") is True
     wait_for(lambda: logged(worker, "active: False -> True") == before + 1, 5, "w1's own word")
 
     again = fireworks(stack.monitor.api, tmp_path, "activate", "w1")
@@ -131,14 +126,14 @@ def test_several_ids_and_the_whole_fleet(stack: ProcessFleet, tmp_path: Path) ->
     assert on.returncode == 0, on.stderr
     assert answers(on.stdout) == {"w1": "applied", "w2": "applied"}
     for worker_id in WORKERS:
-        assert observed_active(stack, worker_id) is True
+        assert stack.observed_active(worker_id) is True
         wait_for(partial(real_active, stack.workers[worker_id]), 5, f"{worker_id} active")
 
     off = fireworks(stack.monitor.api, tmp_path, "deactivate", "--all")
     assert off.returncode == 0, off.stderr
     assert answers(off.stdout) == {"w1": "applied", "w2": "applied"}
     for worker_id in WORKERS:
-        assert observed_active(stack, worker_id) is False
+        assert stack.observed_active(worker_id) is False
         wait_for(partial(inactive, stack.workers[worker_id]), 5, f"{worker_id} inactive")
 
 
