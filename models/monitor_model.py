@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal, NamedTuple
 from uuid import UUID
@@ -25,6 +26,14 @@ class Liveness(StrEnum):
     OFFLINE = "offline"  # said goodbye
 
 
+class Remembered(NamedTuple):
+    """A worker the history knows: when it was last seen and how it was then."""
+
+    worker_id: str
+    last_seen: datetime
+    liveness: Liveness
+
+
 class WorkerView(Frozen):
     worker_id: WorkerId
     liveness: Liveness
@@ -36,7 +45,8 @@ class WorkerView(Frozen):
     last_seen_at: AwareDatetime
     last_command_latency_ms: float | None
     started_at: AwareDatetime | None
-    # Units of work per second over the last status interval, by the worker's clock.
+    # Units of work per second over the last status interval or so, by the worker's
+    # clock; None until measured, and while the worker is not online.
     activity_rate: float | None = None
 
 

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 from uuid import UUID
 
@@ -68,6 +69,8 @@ class MonitorService:
         )
         if store is not None:
             self.registry.restore(*store.desired())
+            since = utc_now() - timedelta(seconds=settings.worker_retention)
+            self.registry.remember(store.remembered(since), settings.status_interval)
         bus.every(sweep_interval, self.sweep)
         if settings.toggle_interval > 0:
             bus.every(settings.toggle_interval, self.toggle)

@@ -9,7 +9,7 @@ from datetime import datetime
 from uuid import UUID
 
 from models.messages import Command, Goodbye, Outcome, Registration, Status
-from models.monitor_model import FleetView, Liveness, Wish, WorkerView
+from models.monitor_model import FleetView, Liveness, Remembered, Wish, WorkerView
 from models.worker_model import FLEET, FieldChange, Worker, WorkerChanges, utc_now
 
 # A worker is lost after this many status intervals without a word.
@@ -75,6 +75,8 @@ class _Record:
     pending: UUID | None = None
     latency: float | None = None
     rate: float | None = None
+    # The report the rate is measured from: one a status interval or more before the last.
+    rate_from: Worker | None = None
 
     def view(self) -> WorkerView:
         return WorkerView(
@@ -87,7 +89,8 @@ class _Record:
             last_seen_at=self.last_seen_at,
             last_command_latency_ms=None if self.latency is None else self.latency * 1000,
             started_at=self.started_at,
-            activity_rate=self.rate,
+            # A worker that is not reporting has no current rate.
+            activity_rate=self.rate if self.liveness is Liveness.ONLINE else None,
         )
 
 
@@ -118,6 +121,25 @@ class Registry:
         self.fleet_desired = None if fleet is None else fleet.active
         self._remembered, self._remembered_fleet = dict(desired), fleet
 
+    def remember(self, workers: list[Remembered], status_interval: float) -> None:
+        """Workers known from before a monitor restart, so that none is lost track of:
+        those online then are online until they stay silent too long (then lost, as
+        ever); the lost and the offline stay so until heard from, or forgotten once the
+        retention time has passed since they were last seen. What they do is unknown
+        until they report; what is wanted of them is the wish remembered for them."""
+        now, wall = self.clock(), self.wall()
+        for worker in workers:
+            wish = self._remembered.get(worker.worker_id, self._remembered_fleet)
+            gone_for = max(0.0, (wall - worker.last_seen).total_seconds())
+            self._records[worker.worker_id] = _Record(
+                worker.worker_id,
+                status_interval,
+                now if worker.liveness is Liveness.ONLINE else now - gone_for,
+                worker.last_seen,
+                liveness=worker.liveness,
+                desired=None if wish is None else wish.active,
+            )
+
     # -- hearing from workers ------------------------------------------------------
 
     def register(self, message: Registration) -> Heard:
@@ -126,7 +148,7 @@ class Registry:
         record.started_at = message.started_at
         changed = self._observe(record, message.state)
         if restarted:
-            record.rate = None  # a new process: its count starts over
+            record.rate, record.rate_from = None, message.state  # a new process: counts anew
         return Heard(
             record.worker_id, transition, changed, restarted, reconcile=self._reconcile(record)
         )
@@ -184,6 +206,8 @@ class Registry:
         for record in targets:
             if changes.active is not None:
                 record.desired = changes.active
+                if record.observed is None:  # not heard since a restart: the wish it meets
+                    self._remembered[record.worker_id] = Wish(changes.active, command.generation)
         for record in awaited:
             record.pending = command.command_id
         if awaited:
@@ -272,6 +296,8 @@ class Registry:
             self._records[worker_id] = record
             transition: Transition | None = Transition(worker_id, None, Liveness.ONLINE)
         else:
+            if record.observed is None:  # remembered from before a restart, heard at last
+                record.desired = self._wanted(state)
             transition = self._move(record, Liveness.ONLINE)
         record.status_interval = status_interval
         record.silent_since, record.last_seen_at = now, wall
@@ -291,10 +317,7 @@ class Registry:
         """Take the worker's reported state; returns how its active flag changed."""
         before = record.observed
         record.observed = state
-        if before is not None:
-            elapsed = (state.timestamp - before.timestamp).total_seconds()
-            if elapsed > 0 and state.activity >= before.activity:  # same process, later
-                record.rate = (state.activity - before.activity) / elapsed
+        self._measure_rate(record, state)
         if record.desired is None:
             record.desired = state.active  # nothing asked yet: what it does is what we want
         # Generations must keep rising across monitor restarts.
@@ -302,6 +325,20 @@ class Registry:
         if before is None or before.active == state.active:
             return {}
         return {"active": FieldChange(old=before.active, new=state.active)}
+
+    @staticmethod
+    def _measure_rate(record: _Record, state: Worker) -> None:
+        """Units of work per second, by the worker's clock, over a status interval or more:
+        an acknowledgement comes between two periodic reports, and work is counted in
+        whole units, so a shorter span would show rates no worker can do."""
+        start = record.rate_from
+        if start is None or state.activity < start.activity or state.timestamp < start.timestamp:
+            record.rate_from = state  # the first report, or the count or clock started over
+            return
+        elapsed = (state.timestamp - start.timestamp).total_seconds()
+        if elapsed >= record.status_interval:
+            record.rate = (state.activity - start.activity) / elapsed
+            record.rate_from = state
 
     def _acknowledged(self, record: _Record, message: Status) -> AckResult:
         assert message.ack is not None

@@ -20,7 +20,15 @@ from typing import Any
 
 from bus.errors import SettingsError
 from bus.logs import fields
-from models.monitor_model import Detail, EventKind, FleetEvent, Sample, Wish
+from models.monitor_model import (
+    Detail,
+    EventKind,
+    FleetEvent,
+    Liveness,
+    Remembered,
+    Sample,
+    Wish,
+)
 from models.worker_model import FLEET, utc_now
 
 log = logging.getLogger("fireworks.store")
@@ -67,6 +75,16 @@ MIGRATIONS = [
 ]
 
 Write = Callable[[sqlite3.Connection], None]
+
+# The liveness each event leaves a worker in, as a restarted monitor reads it back (no
+# such event left, pruned with old history: it was reporting, so online).
+_LIVENESS_AFTER: dict[str | None, Liveness] = {
+    EventKind.REGISTERED: Liveness.ONLINE,
+    EventKind.RECONNECTED: Liveness.ONLINE,
+    EventKind.LOST: Liveness.LOST,
+    EventKind.OFFLINE: Liveness.OFFLINE,
+    None: Liveness.ONLINE,
+}
 
 
 def _iso(moment: datetime) -> str:
@@ -183,6 +201,22 @@ class HistoryStore:
         rows = self._read("SELECT target, active, generation FROM desired", ())
         wanted = {str(target): Wish(bool(active), gen) for target, active, gen in rows}
         return wanted.pop(FLEET, None), wanted
+
+    def remembered(self, since: datetime) -> list[Remembered]:
+        """The workers seen since `since` and not forgotten, each with its liveness as the
+        last liveness event has it (online if none is left)."""
+        rows = self._read(
+            "SELECT worker_id, last_seen, (SELECT kind FROM events "
+            "  WHERE events.worker_id = workers.worker_id AND kind IN (?, ?, ?, ?, ?) "
+            "  ORDER BY id DESC LIMIT 1) "
+            "FROM workers WHERE last_seen >= ? ORDER BY worker_id",
+            (*[kind for kind in _LIVENESS_AFTER if kind], EventKind.FORGOTTEN, _iso(since)),
+        )
+        return [
+            Remembered(worker_id, datetime.fromisoformat(seen), _LIVENESS_AFTER[kind])
+            for worker_id, seen, kind in rows
+            if kind != EventKind.FORGOTTEN
+        ]
 
     def events(
         self,

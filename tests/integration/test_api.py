@@ -676,6 +676,37 @@ def test_a_worker_is_steered_back_to_its_desired_state_after_a_monitor_restart(
     assert logged(fleet.workers["w2"], ACTIVATED) == 0  # w2 was never asked: left alone
 
 
+def liveness(fleet: ProcessFleet, worker_id: str) -> str | None:
+    found = fleet.worker(worker_id)
+    return None if found is None else str(found["liveness"])
+
+
+def test_a_restarted_monitor_keeps_track_of_workers_lost_offline_or_gone_meanwhile(
+    process_fleet: ProcessFleet,
+) -> None:
+    fleet = process_fleet
+    first = fleet.start_monitor()
+    for worker_id in ("w1", "lost", "left", "gone"):
+        fleet.start_worker(worker_id)
+    fleet.wait_online("w1", "lost", "left", "gone")
+    fleet.workers["lost"].kill()
+    assert fleet.workers["left"].terminate() == 0  # says goodbye
+    wait_for(lambda: liveness(fleet, "lost") == "lost", BOUND, "a killed worker lost")
+    wait_for(lambda: liveness(fleet, "left") == "offline", BOUND, "a stopped worker offline")
+    assert first.terminate() == 0
+    fleet.workers["gone"].kill()  # dies while no monitor runs, and its last statuses
+    with contextlib.closing(pika.BlockingConnection(pika.URLParameters(fleet.url))) as amqp:
+        amqp.channel().queue_purge(fleet.topology.status_queue)  # expire, as they do in 60 s
+
+    fleet.start_monitor()
+    assert (liveness(fleet, "lost"), liveness(fleet, "left")) == ("lost", "offline")
+    wait_for(lambda: converged(fleet, "w1", False), BOUND, "w1 heard again")
+    # Online when the history last saw it, silent since: lost after the grace any
+    # worker gets when the monitor (re)connects, and three status intervals.
+    wait_for(lambda: liveness(fleet, "gone") == "lost", 30, "the worker gone meanwhile lost")
+    assert liveness(fleet, "w1") == "online"
+
+
 def test_the_fleets_desired_state_survives_a_monitor_restart_for_a_new_worker(
     process_fleet: ProcessFleet,
 ) -> None:

@@ -10,7 +10,7 @@ from uuid import uuid4
 import pytest
 
 from models.messages import Ack, Command, Goodbye, Outcome, Registration, Status
-from models.monitor_model import Liveness, Wish
+from models.monitor_model import Liveness, Remembered, Wish
 from models.worker_model import FLEET, FieldChange, Worker, WorkerChanges
 from monitor.registry import LOST_AFTER_INTERVALS, Expired, Registry, Transition, UnknownWorker
 from unit.fake_clock import WALL0, FakeClock
@@ -1096,6 +1096,100 @@ def test_a_fleet_command_after_a_restart_overrides_remembered_worker_states(
     assert heard.reconcile is None
 
 
+# -- workers remembered across a monitor restart --------------------------------------------
+
+
+def remembering(
+    clock: FakeClock, wishes: dict[str, bool], **ago: tuple[Liveness, float]
+) -> Registry:
+    """A restarted monitor's registry that remembers each worker in `ago` as it was
+    last seen (its liveness then, seconds ago), and the wishes kept for them."""
+    registry = restored(clock, None, wishes)
+    registry.remember(
+        [
+            Remembered(worker_id, clock.wall() - timedelta(seconds=seconds), liveness)
+            for worker_id, (liveness, seconds) in ago.items()
+        ],
+        INTERVAL,
+    )
+    return registry
+
+
+def test_remembered_workers_are_known_before_they_are_heard(clock: FakeClock) -> None:
+    registry = remembering(
+        clock,
+        {"w1": True},
+        w1=(Liveness.ONLINE, 1),
+        w2=(Liveness.LOST, 50),
+        w3=(Liveness.OFFLINE, 60),
+    )
+    views = {view.worker_id: view for view in registry.view().workers}
+    assert {w: v.liveness for w, v in views.items()} == {
+        "w1": Liveness.ONLINE,
+        "w2": Liveness.LOST,
+        "w3": Liveness.OFFLINE,
+    }
+    assert all(view.observed is None for view in views.values())  # unknown until heard
+    assert views["w1"].desired_active is True  # the wish remembered for it
+    assert views["w2"].last_seen_at == clock.wall() - timedelta(seconds=50)
+    assert registry.pending_commands() == []
+
+
+def test_a_remembered_online_worker_that_stays_silent_turns_lost(clock: FakeClock) -> None:
+    registry = remembering(clock, {}, w1=(Liveness.ONLINE, 1), w2=(Liveness.ONLINE, 1))
+    clock.advance(LOST_AFTER_INTERVALS * INTERVAL / 2)
+    assert registry.status(status("w2")).transition is None  # online already
+    clock.advance(LOST_AFTER_INTERVALS * INTERVAL / 2 + 0.1)
+    transitions, _ = sweep(registry)
+    assert transitions == [Transition("w1", Liveness.ONLINE, Liveness.LOST)]
+
+
+def test_remembered_lost_and_offline_workers_are_forgotten_counting_from_last_seen(
+    clock: FakeClock,
+) -> None:
+    registry = remembering(clock, {}, w2=(Liveness.LOST, RETENTION - 10), w3=(Liveness.OFFLINE, 1))
+    clock.advance(10.5)
+    transitions, _ = sweep(registry)
+    assert transitions == [Transition("w2", Liveness.LOST, None)]
+    assert [view.worker_id for view in registry.view().workers] == ["w3"]
+
+
+def test_a_remembered_lost_worker_heard_again_is_reconnected_and_steered_to_its_wish(
+    clock: FakeClock,
+) -> None:
+    registry = remembering(clock, {"w2": True}, w2=(Liveness.LOST, 50))
+    heard = registry.status(status("w2", active=False))
+    assert heard.transition == Transition("w2", Liveness.LOST, Liveness.ONLINE)
+    assert heard.reconcile is not None and heard.reconcile.changes.active is True
+
+
+def test_a_remembered_worker_that_applied_a_newer_command_keeps_its_state(
+    clock: FakeClock,
+) -> None:
+    registry = remembering(clock, {"w1": False}, w1=(Liveness.ONLINE, 1))
+    heard = registry.status(status("w1", active=True, generation=WISHED + 1))
+    assert heard.reconcile is None
+    assert registry.worker("w1").desired_active is True
+
+
+def test_a_command_to_a_remembered_worker_not_yet_heard_is_the_wish_it_meets(
+    clock: FakeClock,
+) -> None:
+    registry = remembering(clock, {"w1": False}, w1=(Liveness.LOST, 5))
+    sent = registry.command("w1", WorkerChanges(active=True))
+    assert registry.awaiting(sent.command_id) == ["w1"]
+    heard = registry.status(status("w1", active=False))  # back, before it got the command
+    assert registry.worker("w1").desired_active is True
+    assert heard.reconcile is None  # the command is still pending: not sent twice
+
+
+def test_a_goodbye_from_a_remembered_worker_makes_it_offline(clock: FakeClock) -> None:
+    registry = remembering(clock, {}, w1=(Liveness.ONLINE, 1))
+    assert registry.goodbye(Goodbye(state=state("w1"))) == Transition(
+        "w1", Liveness.ONLINE, Liveness.OFFLINE
+    )
+
+
 # -- activity rate --------------------------------------------------------------------------------
 
 
@@ -1129,7 +1223,34 @@ def test_activity_rate_is_measured_by_the_workers_own_timestamps(
     registry.status(reported("w1", 30, 4, seq=2))
     assert registry.worker("w1").activity_rate == pytest.approx(5.0)
     clock.advance(1.0)
-    registry.status(reported("w1", 32, 5, seq=3))  # the latest pair only
+    registry.status(reported("w1", 32, 5, seq=3))  # an ack's, less than an interval later
+    assert registry.worker("w1").activity_rate == pytest.approx(5.0)
+    registry.status(reported("w1", 36, 6, seq=4))  # measured from the last one counted
+    assert registry.worker("w1").activity_rate == pytest.approx(3.0)
+
+
+def test_activity_rate_is_never_taken_over_less_than_a_status_interval(
+    registry: Registry,
+) -> None:
+    # Counted in whole units of 0.5 s: an ack's report 0.1 s after a periodic one may
+    # carry one more unit, which is not 10 units a second.
+    registry.status(reported("w1", 40, 0, seq=1))
+    registry.status(reported("w1", 44, INTERVAL, seq=2))
+    registry.status(reported("w1", 45, INTERVAL + 0.1, seq=3))
+    assert registry.worker("w1").activity_rate == pytest.approx(4 / INTERVAL)
+
+
+def test_a_lost_or_offline_worker_has_no_activity_rate(
+    registry: Registry, clock: FakeClock
+) -> None:
+    for worker_id in ("w1", "w2"):
+        registry.status(reported(worker_id, 0, 0, seq=1))
+        registry.status(reported(worker_id, 4, 2, seq=2))
+    registry.goodbye(Goodbye(state=state("w2", activity=5)))
+    clock.advance(LOST_AFTER_INTERVALS * INTERVAL + 0.1)
+    assert sweep(registry)[0] == [Transition("w1", Liveness.ONLINE, Liveness.LOST)]
+    assert [view.activity_rate for view in registry.view().workers] == [None, None]
+    registry.status(reported("w1", 20, 10, seq=3))  # back: measured again
     assert registry.worker("w1").activity_rate == pytest.approx(2.0)
 
 
@@ -1142,9 +1263,8 @@ def test_activity_rate_of_an_idle_worker_is_zero(registry: Registry, clock: Fake
 def test_activity_rate_starts_over_with_a_restarted_worker(
     registry: Registry, clock: FakeClock
 ) -> None:
-    registry.register(registration("w1"))  # started at STARTED
-    registry.status(reported("w1", 100, 0, active=False, seq=10))
-    registry.status(reported("w1", 110, 2, active=False, seq=11))
+    registry.register(registration("w1"))  # started at STARTED, activity 0 at WALL0
+    registry.status(reported("w1", 10, 2, active=False, seq=11))
     assert registry.worker("w1").activity_rate == pytest.approx(5.0)
     # A new process starts counting from 0: activity went down, no (negative) rate from it.
     restart = Registration(

@@ -15,7 +15,7 @@ from harness import wait_for
 
 import monitor.store as store_module
 from bus.errors import SettingsError
-from models.monitor_model import EventKind, FleetEvent, Wish
+from models.monitor_model import EventKind, FleetEvent, Liveness, Remembered, Wish
 from models.worker_model import FLEET, utc_now
 from monitor.store import MIGRATIONS, HistoryStore, connect, migrate
 
@@ -185,6 +185,35 @@ def test_events_and_samples_mark_the_worker_as_known_but_fleet_events_do_not(
     assert not store.known(FLEET)
     assert store.known("w2")
     assert not store.known("w3")
+
+
+def test_remembered_workers_have_the_liveness_of_their_last_liveness_event(
+    store: HistoryStore,
+) -> None:
+    for kind, worker_id, second in [
+        (EventKind.REGISTERED, "online", 0),
+        (EventKind.ACTIVATED, "online", 3),  # not a liveness event
+        (EventKind.REGISTERED, "lost", 0),
+        (EventKind.LOST, "lost", 6),
+        (EventKind.REGISTERED, "back", 0),
+        (EventKind.LOST, "back", 6),
+        (EventKind.RECONNECTED, "back", 8),
+        (EventKind.REGISTERED, "left", 0),
+        (EventKind.OFFLINE, "left", 7),
+        (EventKind.REGISTERED, "forgotten", 0),
+        (EventKind.FORGOTTEN, "forgotten", 9),
+        (EventKind.REGISTERED, "long-gone", -100),
+    ]:
+        store.record(event(kind, worker_id, at(second)))
+    store.sample("sampled", at(4), active=True, activity=3)  # its events pruned long ago
+    store._flush()
+    assert store.remembered(since=at(-10)) == [
+        Remembered("back", at(8), Liveness.ONLINE),
+        Remembered("left", at(7), Liveness.OFFLINE),
+        Remembered("lost", at(6), Liveness.LOST),
+        Remembered("online", at(3), Liveness.ONLINE),
+        Remembered("sampled", at(4), Liveness.ONLINE),
+    ]
 
 
 # -- samples -------------------------------------------------------------------------
