@@ -73,7 +73,9 @@ class MonitorThread:
         self.service = MonitorService(settings, self.bus)
         self._thread = threading.Thread(target=self.bus.run, args=(self.service,), daemon=True)
         self._thread.start()
-        wait_for(lambda: self.bus.connected, 15, "the monitor to connect")
+        # Connected once, not connected now: a monitor refused its queues (a second one
+        # on the namespace) is connected only for moments between retries.
+        wait_for(lambda: self.bus.connects, 15, "the monitor to connect")
 
     def view(self) -> FleetView:
         return self.service.read(Registry.view)
