@@ -12,6 +12,7 @@ const GAP_MS = 20_000; // samples further apart than this break the rate line
 const REFETCH_DELAY_MS = 150; // events for one worker come in bursts: read it once
 const HISTORY_EVERY_MS = 2_000; // at most this often per worker
 const FOLLOW_UP_MS = [2_500, 6_000]; // after a (re)connect: see onStreamEvent
+const ACTIVITY_EVERY_MS = 5_000; // the history's sample interval: see readActivity
 const FLEET = "all";
 const EVENT_KINDS = [
   "registered",
@@ -56,22 +57,29 @@ const auth = {
     const dialog = $("#token-dialog");
     const form = $("#token-form");
     const input = $("#token-input");
-    this.asking = new Promise((resolve) => {
+    const asking = new Promise((resolve) => {
+      const done = () => {
+        if (this.asking === asking) this.asking = null;
+        resolve();
+      };
       form.onsubmit = (event) => {
         event.preventDefault();
         if (!input.value) return;
         sessionStorage.setItem(this.KEY, input.value);
         input.value = "";
         dialog.close();
-        this.asking = null;
-        resolve();
+        done();
         stream.restart(); // the stream was refused without it
       };
+      // Dismissed (Escape) without a token: what waited on it tries again, and the
+      // monitor's next 401 asks again, rather than leaving the page waiting for good.
+      dialog.onclose = done;
       $("#token-wrong").hidden = !this.token;
       dialog.showModal();
       input.focus();
     });
-    return this.asking;
+    this.asking = asking;
+    return asking;
   },
 };
 
@@ -310,7 +318,7 @@ const settleTimers = new Map(); // worker_id (or FLEET) -> the one follow-up rea
  * Re-read these workers soon (a burst of events becomes one read), and once more a
  * status interval later: the stream carries no status reports, so the activity and
  * the rate a change brings are read when the worker has reported after it. That second
- * read is one per burst, never repeated: nothing is polled.
+ * read is one per burst, never repeated (readActivity keeps active workers current).
  */
 function reread(id, { settle = true } = {}) {
   pendingReads.add(id);
@@ -326,6 +334,18 @@ function reread(id, { settle = true } = {}) {
       }, interval * 1500 + 500),
     );
   }
+}
+
+/**
+ * Activity, its rate and the rate chart change with every status report, and the stream
+ * carries changes, not reports: while a worker is active they are read again, at the
+ * pace the history takes samples.
+ */
+function readActivity() {
+  const working = [...state.workers.values()].some(
+    (view) => view.liveness === "online" && view.observed?.active,
+  );
+  if (state.live && working) reread(FLEET, { settle: false });
 }
 
 function longestInterval() {
@@ -681,9 +701,11 @@ function renderTimes() {
     const age = now - Date.parse(view.last_seen_at);
     let seen = ago(age);
     // While online and the stream is live, the monitor would have told us of a silence
-    // longer than three status intervals: the worker was heard within that.
+    // longer than three status intervals: the worker was heard within that. Not while
+    // the monitor is off the broker: then nobody's silence is judged (README).
     const bound = 3 * view.status_interval * 1000;
-    if (state.live && view.liveness === "online" && age > bound) {
+    const hearing = state.health?.broker_connected !== false;
+    if (state.live && hearing && view.liveness === "online" && age > bound) {
       seen = `< ${Math.ceil(bound / 1000)} s ago`;
     }
     setText(row.cells.seen, seen);
@@ -1123,6 +1145,7 @@ setInterval(renderTimes, 1000);
 setInterval(() => {
   if (state.live) readHealth();
 }, HEALTH_EVERY_MS);
+setInterval(readActivity, ACTIVITY_EVERY_MS);
 setInterval(scheduleCharts, 5000); // the time axes move on
 window.addEventListener("resize", scheduleCharts);
 render();
