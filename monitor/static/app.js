@@ -60,6 +60,7 @@ const auth = {
     const asking = new Promise((resolve) => {
       const done = () => {
         if (this.asking === asking) this.asking = null;
+        renderBanner();
         resolve();
       };
       form.onsubmit = (event) => {
@@ -79,6 +80,7 @@ const auth = {
       input.focus();
     });
     this.asking = asking;
+    renderBanner(); // the dialog says what is wrong: not a lost connection
     return asking;
   },
 };
@@ -654,7 +656,7 @@ function render() {
 }
 
 function renderBanner() {
-  $("#banner").hidden = state.live || !(state.everLive || state.failed);
+  $("#banner").hidden = state.live || auth.asking !== null || !(state.everLive || state.failed);
   const status = $("#connection");
   const text = state.live ? "Live" : state.failed ? "Reconnecting…" : "Connecting…";
   setText(status, text);

@@ -423,6 +423,7 @@ def test_a_monitor_with_a_token_makes_the_page_ask_for_it(
         page.goto(api + "/")
         dialog = page.get_by_role("dialog", name="API token")
         expect(dialog).to_be_visible(timeout=BOUND_MS)
+        expect(page.locator("#banner")).to_be_hidden()  # the dialog says what is wrong
         page.keyboard.press("Escape")  # dismissed: the page asks again, it is not stuck
         page.get_by_label("Token", exact=True).fill("wrong")
         page.get_by_role("button", name="Use this token").click()
