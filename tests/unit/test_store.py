@@ -216,6 +216,21 @@ def test_remembered_workers_have_the_liveness_of_their_last_liveness_event(
     ]
 
 
+def test_each_workers_last_liveness_event_is_found_through_its_index(tmp_path: Path) -> None:
+    # Not a scan of every event of every worker: a long history must not slow a restart.
+    connection = connect(str(tmp_path / "plan.db"))
+    try:
+        migrate(connection)
+        query = (
+            "SELECT kind FROM events WHERE events.worker_id = 'w1' "
+            f"AND {store_module.LIVENESS_EVENTS} ORDER BY id DESC LIMIT 1"
+        )
+        plan = " ".join(str(row[-1]) for row in connection.execute("EXPLAIN QUERY PLAN " + query))
+    finally:
+        connection.close()
+    assert "INDEX events_liveness" in plan, plan
+
+
 # -- samples -------------------------------------------------------------------------
 
 
