@@ -82,18 +82,18 @@ MIGRATIONS = [
 
 Write = Callable[[sqlite3.Connection], None]
 
-# The events that tell a worker's liveness, in the very words of the index on them (the
-# third migration): only a query naming them so can use it.
-LIVENESS_EVENTS = "kind IN ('registered', 'reconnected', 'lost', 'offline', 'forgotten')"
-# The liveness each event leaves a worker in, as a restarted monitor reads it back (no
-# such event left, pruned with old history: it was reporting, so online).
-_LIVENESS_AFTER: dict[str | None, Liveness] = {
+# The liveness each liveness event leaves a worker in, as a restarted monitor reads it
+# back (forgotten: none, it is gone).
+_LIVENESS_AFTER: dict[str, Liveness | None] = {
     EventKind.REGISTERED: Liveness.ONLINE,
     EventKind.RECONNECTED: Liveness.ONLINE,
     EventKind.LOST: Liveness.LOST,
     EventKind.OFFLINE: Liveness.OFFLINE,
-    None: Liveness.ONLINE,
+    EventKind.FORGOTTEN: None,
 }
+# Those events as SQL, named as the third migration's index names them (same kinds, same
+# order): only a query that names them so can use that index.
+LIVENESS_EVENTS = "kind IN ({})".format(", ".join(f"'{kind}'" for kind in _LIVENESS_AFTER))
 
 
 def _iso(moment: datetime) -> str:
@@ -221,11 +221,13 @@ class HistoryStore:
             "FROM workers WHERE last_seen >= ? ORDER BY worker_id",
             (_iso(since),),
         )
-        return [
-            Remembered(worker_id, datetime.fromisoformat(seen), _LIVENESS_AFTER[kind])
-            for worker_id, seen, kind in rows
-            if kind != EventKind.FORGOTTEN
-        ]
+        found = []
+        for worker_id, seen, kind in rows:
+            # No such event left (pruned with old history): it was reporting, so online.
+            liveness = Liveness.ONLINE if kind is None else _LIVENESS_AFTER[kind]
+            if liveness is not None:
+                found.append(Remembered(worker_id, datetime.fromisoformat(seen), liveness))
+        return found
 
     def events(
         self,

@@ -25,6 +25,19 @@ def run_fireworks(args: list[str], tmp_path: Path, **env: str) -> subprocess.Pop
     )
 
 
+def run_up(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], JsonLines]:
+    """`fireworks up --workers 2 --local-broker`, and its log as it comes."""
+    process = run_fireworks(
+        ["up", "--workers", "2", "--local-broker"],
+        tmp_path,
+        STATUS_INTERVAL="0.5",
+        HTTP_PORT=str(free_port()),
+        **env,
+    )
+    assert process.stdout is not None
+    return process, JsonLines(process.stdout)
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -65,15 +78,7 @@ def test_unreachable_broker_is_logged_with_masked_password_while_retrying(tmp_pa
 
 @pytest.mark.skipif(find_server() is None, reason="needs a local rabbitmq-server installation")
 def test_up_with_local_broker_runs_the_fleet_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    process = run_fireworks(
-        ["up", "--workers", "2", "--local-broker"],
-        tmp_path,
-        TOGGLE_INTERVAL="1",
-        STATUS_INTERVAL="0.5",
-        HTTP_PORT=str(free_port()),
-    )
-    assert process.stdout is not None
-    log = JsonLines(process.stdout)
+    process, log = run_up(tmp_path, TOGGLE_INTERVAL="1")
 
     def acknowledged() -> set[str]:
         return {e["worker"] for e in log.messages("acknowledged") if e["outcome"] == "applied"}
@@ -98,14 +103,7 @@ def test_up_with_local_broker_runs_the_fleet_and_stops_cleanly_on_ctrl_c(tmp_pat
 
 @pytest.mark.skipif(find_server() is None, reason="needs a local rabbitmq-server installation")
 def test_up_outlives_a_killed_worker_and_stops_when_the_monitor_dies(tmp_path: Path) -> None:
-    process = run_fireworks(
-        ["up", "--workers", "2", "--local-broker"],
-        tmp_path,
-        STATUS_INTERVAL="0.5",
-        HTTP_PORT=str(free_port()),
-    )
-    assert process.stdout is not None
-    log = JsonLines(process.stdout)
+    process, log = run_up(tmp_path)
 
     def pid(name: str) -> int:
         return next(int(e["pid"]) for e in log.messages("started") if e["process"] == name)
@@ -117,7 +115,7 @@ def test_up_outlives_a_killed_worker_and_stops_when_the_monitor_dies(tmp_path: P
         wait_for(lambda: liveness("new -> online") == {"worker-1", "worker-2"}, 60, "both online")
         os.kill(pid("worker-1"), signal.SIGKILL)
         wait_for(lambda: "worker-1" in liveness("online -> lost"), 30, "worker-1 marked lost")
-        exited = log.messages("exited")
+        exited = wait_for(lambda: log.messages("exited"), 10, "up to log the exit")
         assert [(e["process"], e["code"]) for e in exited] == [("worker-1", -signal.SIGKILL)]
         assert process.poll() is None  # the rest runs on
         os.kill(pid("monitor"), signal.SIGKILL)
