@@ -140,7 +140,9 @@ def steer(
         path = "/api/fleet" if target == FLEET else f"/api/workers/{_quoted(target)}"
         code, body = client.post(f"{path}/{action}?wait=true&timeout={timeout}")
         for result in Commands.model_validate(body).commands:
-            if not result.awaiting:  # the fleet's wish is kept: workers follow it on return
+            if result.held:  # it waits in the monitor (README: when RabbitMQ goes away)
+                print(f"{target}: held; the monitor sends it once back on the broker", file=out)
+            elif not result.awaiting:  # the fleet's wish is kept: workers follow it on return
                 print(f"{target}: sent; no worker online to answer it", file=out)
             for ack in result.acks:
                 took = "" if ack.latency_ms is None else f" in {ack.latency_ms:.1f} ms"

@@ -16,6 +16,9 @@ class CommandReceipt(Frozen):
     active: bool
     # Workers whose acknowledgement is awaited: the target, or the fleet's online workers.
     awaiting: list[str]
+    # The monitor is off the broker: the command waits in it and goes out once it is
+    # back (unless COMMAND_TTL passes first, when it is reported expired).
+    held: bool
 
 
 class AckReport(Frozen):

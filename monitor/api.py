@@ -244,6 +244,7 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
             target=target,
             active=active,
             awaiting=awaiting,
+            held=not bus.connected,
             acks=sorted(acks.values(), key=lambda a: a.worker_id),
             complete=len(acks) == len(awaiting),
         )

@@ -41,6 +41,12 @@ class Proxy:
         """Stop forwarding but keep every socket open: a half-open connection."""
         self._forwarding.clear()
 
+    def shut_out(self) -> None:
+        """Cut every connection and let no new one through until restore(): the clients
+        are off the broker, retrying, as in an outage that only they see."""
+        self.blackhole()
+        self.cut()
+
     def restore(self) -> None:
         self._forwarding.set()
         with self._lock:

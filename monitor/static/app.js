@@ -781,11 +781,13 @@ async function steer(target, active, button) {
     target === FLEET ? `api/fleet/${action}` : `api/workers/${encodeURIComponent(target)}/${action}`;
   try {
     const { commands } = await api.json(path, { method: "POST" });
-    const awaiting = commands[0].awaiting.length;
+    const { awaiting, held } = commands[0];
     notice(
-      awaiting
-        ? `${action} sent to ${who}; awaiting ${awaiting} acknowledgement${awaiting === 1 ? "" : "s"}`
-        : `${action} sent to ${who}; no worker online to answer it`,
+      held
+        ? `${action} for ${who} held: the monitor sends it once back on the broker`
+        : awaiting.length
+          ? `${action} sent to ${who}; awaiting ${awaiting.length} acknowledgement${awaiting.length === 1 ? "" : "s"}`
+          : `${action} sent to ${who}; no worker online to answer it`,
     );
     reread(target);
   } catch (error) {

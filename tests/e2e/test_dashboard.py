@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import pytest
 from harness import (
@@ -31,6 +32,7 @@ from harness import (
     real_active,
     wait_for,
 )
+from proxy import Proxy
 
 CHROMIUM = Path(os.environ.get("FIREWORKS_CHROMIUM", "/usr/bin/chromium"))
 HAVE_PLAYWRIGHT = importlib.util.find_spec("playwright") is not None
@@ -102,9 +104,21 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def stack(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessFleet]:
+def proxy(broker_url: str) -> Iterator[Proxy]:
+    """Between the first monitor and the broker, to take it off the broker."""
+    between = Proxy(urlsplit(broker_url).port or 5672)
+    try:
+        yield between
+    finally:
+        between.close()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    broker_url: str, proxy: Proxy, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProcessFleet]:
     workdir = tmp_path_factory.mktemp("dashboard")
-    with ProcessFleet.running(broker_url, workdir, WORKERS) as fleet:
+    with ProcessFleet.running(broker_url, workdir, WORKERS, RABBITMQ_URL=proxy.url()) as fleet:
         yield fleet
 
 
@@ -353,6 +367,27 @@ def test_on_a_phone_every_worker_is_a_card_and_nothing_scrolls_sideways(
         screenshot(page, "dashboard-phone.png")
     finally:
         context.close()
+
+
+def test_a_command_while_the_monitor_is_off_the_broker_is_held_then_applied(
+    dashboard: Dashboard, stack: ProcessFleet, proxy: Proxy
+) -> None:
+    page = dashboard.page
+    proxy.shut_out()  # the monitor is off the broker until restored
+    try:
+        expect(page.locator("#broker")).to_have_text("disconnected", timeout=BOUND_MS)
+        page.get_by_role("button", name="Activate worker w1").click()
+        expect(page.locator("#notice")).to_contain_text(
+            "activate for w1 held: the monitor sends it once back on the broker"
+        )
+        expect(dashboard.row("w1")).to_have_attribute("data-pending", "true")
+        assert not real_active(stack.workers["w1"])
+    finally:
+        proxy.restore()
+    expect(dashboard.row("w1")).to_have_attribute("data-observed", "active", timeout=BOUND_MS)
+    expect(dashboard.row("w1")).to_have_attribute("data-pending", "false")
+    expect(page.locator("#broker")).to_have_text("connected", timeout=BOUND_MS)  # next /healthz
+    wait_for(lambda: real_active(stack.workers["w1"]), BOUND, "w1's log to say it is active")
 
 
 def restart_monitor_on_the_same_port(stack: ProcessFleet) -> MonitorProcess:

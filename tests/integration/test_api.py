@@ -237,6 +237,7 @@ def test_command_with_wait_answers_with_each_ack_and_the_worker_changed(
     result = waited(api, "w1", True)
     assert result["target"] == "w1" and result["active"] is True
     assert result["awaiting"] == ["w1"] and result["complete"] is True
+    assert result["held"] is False  # the monitor is on the broker
     [ack] = result["acks"]
     assert ack["worker_id"] == "w1" and ack["outcome"] == "applied"
     assert ack["latency_ms"] > 0

@@ -12,10 +12,12 @@ import sys
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from harness import JsonLines, ProcessFleet, WorkerProcess, logged, real_active, wait_for
+from proxy import Proxy
 
 from bus.local_broker import free_port
 
@@ -148,6 +150,32 @@ def test_the_fleet_with_nobody_online_is_told_so_and_succeeds(
         )
         newcomer = empty.start_worker("w9")  # and the fleet's wish reaches who comes
         wait_for(partial(real_active, newcomer), BOUND, "the newcomer active")
+
+
+def test_a_command_while_the_monitor_is_off_the_broker_is_held_then_applied(
+    broker_url: str, tmp_path: Path
+) -> None:
+    proxy = Proxy(urlsplit(broker_url).port or 5672)  # between the monitor and the broker
+    try:
+        with ProcessFleet.running(broker_url, tmp_path, ("w1",), RABBITMQ_URL=proxy.url()) as fleet:
+            proxy.shut_out()  # the monitor is off the broker until restored
+            health = f"{fleet.monitor.api}/healthz"
+            wait_for(
+                lambda: httpx.get(health, timeout=10).json()["broker_connected"] is False,
+                BOUND,
+                "the monitor off the broker",
+            )
+            result = fireworks(fleet.monitor.api, tmp_path, "activate", "w1", "--timeout", "1")
+            assert (result.returncode, result.stdout) == (
+                1,
+                "w1: held; the monitor sends it once back on the broker\nw1: no answer yet\n",
+            )
+            assert not real_active(fleet.workers["w1"])
+            proxy.restore()
+            wait_for(partial(real_active, fleet.workers["w1"]), BOUND, "w1 active")
+            wait_for(lambda: fleet.observed_active("w1"), BOUND, "the monitor to hear it")
+    finally:
+        proxy.close()
 
 
 def test_an_unknown_worker_is_one_line_on_stderr_and_exit_1(
