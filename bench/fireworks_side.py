@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -49,11 +50,12 @@ INGEST_STATUS_INTERVAL = 60.0
 
 
 class Monitor:
-    """The real monitor on a thread, as `fireworks monitor` runs it (history store,
-    optionally the HTTP API), with a listener that hears acknowledgements and arrivals."""
+    """The real monitor on a thread, as `fireworks monitor` runs it (history store and
+    HTTP API, with their listeners), with a listener that hears acknowledgements and
+    arrivals."""
 
-    def __init__(self, url: str, space: str, workdir: Path, http: bool = False) -> None:
-        self.http_port = free_port() if http else 0
+    def __init__(self, url: str, space: str, workdir: Path) -> None:
+        self.http_port = free_port()
         self.settings = Settings(
             _env_file=None,
             rabbitmq_url=url,
@@ -68,12 +70,14 @@ class Monitor:
         self.last_ack: dict[UUID, float] = {}  # perf_counter() of the latest, by command
         self.arrived: set[str] = set()
         self._heard = threading.Condition()
+        # What `wait` waits for: the bench's thread is woken once it holds, not on every
+        # event (each wake-up would compete with the bus thread for the GIL mid-fan-out).
+        self._until: Callable[[], bool] = lambda: True
         service.listeners.append(self._hear)
         self._running = contextlib.ExitStack()
         service.store.start()
         self._running.callback(service.store.close)
-        if http:
-            self._running.enter_context(serving(service, "127.0.0.1", self.http_port))
+        self._running.enter_context(serving(service, "127.0.0.1", self.http_port))
         self._thread = threading.Thread(target=self.bus.run, args=(service,), daemon=True)
         self._thread.start()
         # Listening once it has heard its own echo (sent every second) through its queue.
@@ -86,16 +90,22 @@ class Monitor:
             with self._heard:
                 self.acks[event.command_id] += 1
                 self.last_ack[event.command_id] = recorded
-                self._heard.notify_all()
+                if self._until():
+                    self._heard.notify_all()
         elif event.kind is EventKind.REGISTERED and event.worker_id is not None:
             with self._heard:
                 self.arrived.add(event.worker_id)
-                self._heard.notify_all()
+                if self._until():
+                    self._heard.notify_all()
 
     def wait(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
         with self._heard:
-            if not self._heard.wait_for(condition, timeout):
-                raise TimeoutError(f"monitor: no {what} within {timeout:.0f} s")
+            self._until = condition
+            try:
+                if not self._heard.wait_for(condition, timeout):
+                    raise TimeoutError(f"monitor: no {what} within {timeout:.0f} s")
+            finally:
+                self._until = lambda: True
 
     def command(self, target: str, active: bool, expected: int | None = None) -> float:
         """Seconds from issuing a command until every awaited acknowledgement is recorded."""
@@ -125,8 +135,8 @@ def _round_trips(
 ) -> tuple[list[float], dict[str, float]]:
     """Milliseconds per activate/deactivate of one worker (each one changes it), and the
     CPU seconds each process group used for all of them."""
-    for i in range(10):  # warm-up
-        monitor.command(TARGET, i % 2 == 0)
+    for i in range(10):  # warm-up, ending active: the first timed command deactivates
+        monitor.command(TARGET, i % 2 == 1)
     with cpu_used(groups) as used:
         samples = [monitor.command(TARGET, i % 2 == 1) * 1000 for i in range(count)]
     return samples, used
@@ -170,7 +180,7 @@ def commands(
     """Round trips with 1, 10 and 100 workers connected (HTTP with 1), and fan-outs; with
     the CPU of the round trips with the first fleet and of the fan-outs."""
     space = namespace("fw")
-    monitor = Monitor(url, space, workdir, http=True)
+    monitor = Monitor(url, space, workdir)
     hosts = Hosts("fireworks", url, space, plan.hosts, logs)
     groups = hosts.cpu_groups(broker)
     figures: Figures = {}
@@ -241,7 +251,9 @@ def status_bodies(workers: int, count: int, first_seq: int) -> list[tuple[str, b
 
 def ingest(url: str, plan: Plan, workdir: Path) -> float:
     """Statuses per second the monitor (history on) takes off a full status queue: its
-    bus thread is held while the queue fills, then let go and timed until all are in."""
+    bus thread is held while the queue fills, then let go and timed until all are in.
+    Each trial starts a history sample interval after the last, so the first status of
+    every worker in it writes a sample, as a status does every 5 s at steady state."""
     space = namespace("fwi")
     monitor = Monitor(url, space, workdir)
     topology = monitor.bus.topology
@@ -258,6 +270,8 @@ def ingest(url: str, plan: Plan, workdir: Path) -> float:
             channel.basic_publish(topology.status_exchange, key, body, properties)
         ready()  # a round trip on the channel: everything before it reached the broker
 
+    store = monitor.service.store
+    assert store is not None
     rates = []
     try:
         # Every worker heard of once first: the trials measure steady state, not arrivals.
@@ -265,7 +279,10 @@ def ingest(url: str, plan: Plan, workdir: Path) -> float:
         monitor.wait(
             lambda: len(monitor.arrived) >= plan.ingest_workers, 60, "ingest workers known"
         )
+        sampled = time.monotonic()
         for trial in range(plan.ingest_trials):
+            # Waiting out the sample interval is the point here, not a guess at a condition.
+            time.sleep(max(0.0, sampled + store.sample_every.total_seconds() - time.monotonic()))
             batch = status_bodies(plan.ingest_workers, plan.ingest_batch, 2 + trial * 100)
             held, release = threading.Event(), threading.Event()
 
@@ -290,7 +307,17 @@ def ingest(url: str, plan: Plan, workdir: Path) -> float:
                 "the monitor to drain the status queue",
             )
             rates.append(len(batch) / (time.perf_counter() - started))
+            sampled = time.monotonic()
+        # The history did take its part: a sample per worker per trial (and the first).
+        samples = plan.ingest_workers * (1 + plan.ingest_trials)
+        wait_for(lambda: _sample_rows(monitor) >= samples, 30, f"{samples} history samples")
     finally:
         connection.close()
         monitor.close()
     return median(rates)
+
+
+def _sample_rows(monitor: Monitor) -> int:
+    assert monitor.settings.fireworks_db is not None
+    with contextlib.closing(sqlite3.connect(monitor.settings.fireworks_db)) as db:
+        return int(db.execute("SELECT count(*) FROM samples").fetchone()[0])

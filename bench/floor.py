@@ -48,18 +48,19 @@ class RawClient:
         self.reply_queue = self.channel.queue_declare("", exclusive=True).method.queue
         self.channel.basic_consume(self.reply_queue, self._on_reply, auto_ack=True)
         self.replies: Counter[str] = Counter()
+        self._unacked: tuple[Any, int] | None = None  # (channel, last delivery tag)
 
     def _on_reply(self, ch: Any, method: Any, properties: Any, body: bytes) -> None:
         self.replies[properties.correlation_id] += 1
 
     def hear_statuses(self, topology: Topology) -> None:
         """Also take replies from the monitor's status queue, acked as the monitor acks
-        them (see the `topology` host kind)."""
+        them: once per round of deliveries (see `pump`; the `topology` host kind)."""
         topology.declare_shared(self.channel)
 
         def on_status(ch: Any, method: Any, properties: Any, body: bytes) -> None:
             self._on_reply(ch, method, properties, body)
-            ch.basic_ack(method.delivery_tag)
+            self._unacked = (ch, method.delivery_tag)
 
         self.channel.basic_qos(prefetch_count=200)
         self.channel.basic_consume(topology.status_queue, on_status)
@@ -96,6 +97,10 @@ class RawClient:
             if left <= 0:
                 raise TimeoutError(f"raw client: no {what} within {timeout:.0f} s")
             self.connection.process_data_events(time_limit=left)
+            if self._unacked is not None:
+                channel, tag = self._unacked
+                self._unacked = None
+                channel.basic_ack(tag, multiple=True)
 
     def ready_count(self, queue: str) -> int:
         return int(self.channel.queue_declare(queue, passive=True).method.message_count)
@@ -195,7 +200,7 @@ def storm(url: str, plan: Plan, logs: Path, steps: bool = False) -> float:
     if steps:
         Topology(space).declare_shared(client.channel)
     queue = storm_queue(space)
-    client.channel.queue_declare(queue, auto_delete=True)
+    client.channel.queue_declare(queue, durable=steps, auto_delete=True)
     heard: list[bytes] = []
     client.channel.basic_consume(queue, lambda ch, m, p, body: heard.append(body), auto_ack=True)
     hosts = Hosts(kind, url, space, plan.hosts, logs)

@@ -130,7 +130,9 @@ def steps_publisher(namespace: str, number: int) -> Callable[[Any, Any], None]:
         queue = Topology(namespace).declare_worker(channel, f"s{number}")
         command.basic_qos(prefetch_count=200)
         command.basic_consume(queue, on_message_callback=lambda *delivery: None)
-        channel.basic_publish("", storm_queue(namespace), str(number).encode())
+        # Persistent, to a durable queue, as a worker's registration is.
+        persistent = pika.BasicProperties(delivery_mode=2)
+        channel.basic_publish("", storm_queue(namespace), str(number).encode(), persistent)
 
     return setup
 

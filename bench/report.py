@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,14 +86,16 @@ def targets(plan: Plan) -> list[Target]:
 def summarise(
     plan: Plan, runs: list[Figures], windows: list[Figures], machine: dict[str, Any]
 ) -> dict[str, Any]:
-    """Every figure and every ratio as the median over runs (footprint: over windows)."""
+    """Every figure and every ratio as the median over runs (footprint: over windows; idle
+    CPU as their mean)."""
     per_run = [{**run, **ratios(run, plan)} for run in runs]
     per_window = [{**window, **ratios(window, plan)} for window in windows]
     medians: Figures = {}
     for rows in (per_run, per_window):
         for key in sorted({key for row in rows for key in row}):
             values = [row[key] for row in rows if key in row]
-            medians[key] = median(values)
+            # CPU adds up over time: equal windows' mean is the CPU over all of them.
+            medians[key] = statistics.fmean(values) if key.endswith("_cpu_pct") else median(values)
     checked = [
         {
             "target": t.text,
@@ -308,7 +311,10 @@ def _target_value(value: float | None, key: str) -> str:
 def targets_table(summary: dict[str, Any]) -> str:
     """Each target's median and its value in every run (or idle window): how far from
     the limit the noise alone moves it."""
-    lines = ["| target | median | each run | result |", "|---|---:|---:|---|"]
+    lines = [
+        "| target | median (idle CPU: mean) | each run or window | result |",
+        "|---|---:|---:|---|",
+    ]
     for t in summary["targets"]:
         median_shown = _target_value(t["value"], t["key"])
         each = ", ".join(_target_value(value, t["key"]) for value in t["each"])
@@ -419,10 +425,13 @@ figures and ratios) and `docs/benchmarks.png`. This copy: `{command}`.
 
 ## Results
 
-Median of {plan.repeat} runs; every ratio is taken within a run, then its median is shown.
+Median of {plan.repeat} runs; every ratio is taken within a run, then its median is shown
+(so it need not equal the ratio of the medians beside it).
 p50/p99 are over {plan.round_trips} round trips per run; fan-outs are the median of
-{plan.fanout_trials} trials per run; footprint figures are the median of {plan.repeat}
-idle windows of {plan.idle_window:.0f} s.
+{plan.fanout_trials} trials per run; footprint figures come from one set of processes
+over {plan.repeat} idle windows of {plan.idle_window:.0f} s: RSS is their median, idle CPU
+their mean (the CPU over all of them; a median would drop windows that caught a periodic
+job).
 
 {results_table(summary)}
 
@@ -457,7 +466,9 @@ whole. Raw pika has no thread to hand over to: its round trip starts at publishi
 - **Command round trip**: the real monitor (`fireworks.cli.build`, history on) runs on
   a thread of the bench process; from `MonitorService.command(...)` until the monitor
   records the acknowledgement (the time is taken by a listener on its events, on the
-  bus thread; the bench thread waking up after that is not counted), alternating
+  bus thread; the bench thread waking up after that is not counted, though the floor's
+  and Celery's times end in the caller's own thread: about 0.1-0.2 ms in Fireworks'
+  favour), alternating
   activate/deactivate so every command changes the worker. Workers are the real bus +
   `WorkerService`, one connection and thread each, spread over {plan.hosts} host processes
   (`bench/hosts.py`), with the default status interval (2 s) running meanwhile.
@@ -475,13 +486,18 @@ whole. Raw pika has no thread to hand over to: its round trip starts at publishi
   publish one message each, timed until the bench has consumed all of them. Raw with a
   worker's broker steps: the same, but each connection first takes the steps a worker
   takes (three channels, its own queue with two bindings, `basic.qos` and
-  `basic.consume`; `bench/hosts.py`, kind `steps`).
+  `basic.consume`; `bench/hosts.py`, kind `steps`), and its message is persistent, to a
+  durable queue, as a registration is.
 - **Ingest**: {plan.ingest_workers} worker ids are made known to the monitor first; then
   its bus thread is held (a job handed to it waits on an event) while
   {plan.ingest_batch} valid statuses fill its status queue, and released: statuses per
-  second until its bus has taken them all. That is the highest rate it sustains before
-  a backlog grows, i.e. how many workers at 1 Hz one monitor holds. Raw: one bare
-  consumer (prefetch 200, acking 50 at a time) draining the same bodies.
+  second until its bus has taken them all. Trials start a history sample interval (5 s)
+  apart, so the first status of each worker in a trial writes a sample (as one in five
+  does from a worker at 1 Hz), and the run checks they were written. This is the rate
+  at which it drains a backlog: the ceiling of what it sustains, i.e. of how many
+  workers at 1 Hz one monitor holds. A steady stream would be taken more slowly here,
+  where the publishers and the broker routing their statuses share the two cores. Raw:
+  one bare consumer (prefetch 200, acking 50 at a time) draining the same bodies.
 - **CPU per operation**: user + system time (psutil, in 10 ms ticks) that three groups
   of processes used while the fan-outs or the round trips ({plan.fleet_sizes[0]} worker) ran,
   divided by their number: *caller*, the process that issues (Fireworks: the
@@ -516,9 +532,9 @@ ratios price what Fireworks does on top, by design:
   Fireworks' own.
 - **Fan-out** is the per-command work times N, on two cores shared by the broker, the
   monitor and the host processes, so it is bound by CPU rather than by waiting: the
-  CPU rows above price each side's work, and where their total is about twice the
-  floor's, so is the time. The rows "beside raw pika on Fireworks' topology" set the
-  broker's part of it apart, as for the round trip.
+  CPU rows above price each side's work, and the time follows the ratio of the totals.
+  The rows "beside raw pika on Fireworks' topology" set the broker's part of it apart,
+  as for the round trip.
 - **Wake-ups.** Each time a sleeping thread is woken costs CPU and time of its own
   (0.1-0.4 ms of CPU on a 2-core VM; `process_data_events` woken from idle is the
   dearer end). A command wakes three threads (the monitor's bus thread, taking the

@@ -15,6 +15,9 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(samples, 50) == 3.0
     assert percentile(samples, 99) == 5.0
     assert percentile(samples, 0) == 1.0
+    # Where q% of n is a whole odd rank (Python's round() would go to the even one).
+    ten = [float(n) for n in range(10, 0, -1)]
+    assert (percentile(ten, 10), percentile(ten, 30), percentile(ten, 50)) == (1.0, 3.0, 5.0)
     with pytest.raises(ValueError):
         percentile([], 50)
 
@@ -76,3 +79,13 @@ def test_a_target_is_judged_on_the_median_of_the_runs_ratios() -> None:
     assert verdict["pass"] is False
     unmeasured = next(t for t in summary["targets"] if t["key"] == "storm/floor")
     assert unmeasured["value"] is None and unmeasured["pass"] is False
+
+
+def test_idle_cpu_is_the_mean_of_the_windows_and_rss_their_median() -> None:
+    windows = [
+        {"footprint.monitor_cpu_pct": cpu, "footprint.monitor_rss_mb": rss}
+        for cpu, rss in ((0.0, 60.0), (0.0, 61.0), (1.2, 90.0))
+    ]
+    medians = summarise(Plan.quick(3), [], windows, {})["median"]
+    assert medians["footprint.monitor_cpu_pct"] == pytest.approx(0.4)  # a burst counts
+    assert medians["footprint.monitor_rss_mb"] == pytest.approx(61.0)
