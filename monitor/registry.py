@@ -139,6 +139,9 @@ class Registry:
                 liveness=worker.liveness,
                 desired=None if wish is None else wish.active,
             )
+        # A wish for a worker the history no longer knows is not kept: if it comes back,
+        # it is a new worker, given the fleet's wish.
+        self._remembered = {w: wish for w, wish in self._remembered.items() if w in self._records}
 
     # -- hearing from workers ------------------------------------------------------
 
@@ -251,6 +254,7 @@ class Registry:
                     transitions.append(Transition(record.worker_id, Liveness.ONLINE, Liveness.LOST))
             elif now - record.silent_since > self.retention:
                 del self._records[record.worker_id]
+                self._remembered.pop(record.worker_id, None)
                 transitions.append(Transition(record.worker_id, record.liveness, None))
                 for command_id, pending in list(self._pending.items()):  # awaited no more
                     pending.awaiting.discard(record.worker_id)

@@ -154,6 +154,10 @@ class HistoryStore:
     # -- called on the bus thread: cheap, never blocks on the database -------------
 
     def record(self, event: FleetEvent) -> None:
+        forgotten = event.kind is EventKind.FORGOTTEN and event.worker_id is not None
+        if forgotten:  # nothing of a forgotten worker is kept in memory
+            self._last_sample.pop(str(event.worker_id), None)
+
         def write(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO events (at, kind, worker_id, command_id, latency_ms, detail) "
@@ -169,6 +173,8 @@ class HistoryStore:
             )
             if event.worker_id not in (None, FLEET):
                 self._seen(db, event.worker_id, event.at)
+            if forgotten:  # nor its wish: back one day, it is a new worker
+                db.execute("DELETE FROM desired WHERE target = ?", (event.worker_id,))
 
         self._enqueue(write)
 
@@ -337,6 +343,12 @@ class HistoryStore:
         db.execute("DELETE FROM events WHERE at < ?", (cutoff,))
         db.execute("DELETE FROM samples WHERE at < ?", (cutoff,))
         db.execute("DELETE FROM workers WHERE last_seen < ?", (cutoff,))
+        # Wishes for workers the history no longer knows (forgotten while no monitor ran).
+        db.execute(
+            "DELETE FROM desired WHERE target <> ? "
+            "AND target NOT IN (SELECT worker_id FROM workers)",
+            (FLEET,),
+        )
 
     def _enqueue(self, write: Write) -> None:
         with self._batch_lock:

@@ -1287,3 +1287,22 @@ def test_activity_rate_is_not_updated_when_the_workers_clock_does_not_move(
     assert registry.worker("w1").activity_rate == pytest.approx(5.0)
     registry.status(reported("w1", 26, 1, seq=4))  # the worker's clock went back
     assert registry.worker("w1").activity_rate == pytest.approx(5.0)
+
+
+def test_a_forgotten_worker_that_comes_back_is_new_and_gets_the_fleets_wish(
+    clock: FakeClock,
+) -> None:
+    registry = remembering(clock, {"w2": True}, w2=(Liveness.LOST, RETENTION - 10))
+    clock.advance(10.5)
+    assert sweep(registry)[0] == [Transition("w2", Liveness.LOST, None)]
+    heard = registry.register(registration("w2", active=False))
+    assert heard.reconcile is None  # its old wish went with it
+    assert registry.worker("w2").desired_active is False
+
+
+def test_a_wish_for_a_worker_the_history_no_longer_knows_is_not_kept(clock: FakeClock) -> None:
+    registry = remembering(clock, {"w1": True, "gone": True}, w1=(Liveness.ONLINE, 1))
+    assert registry.register(registration("gone", active=False)).reconcile is None
+    assert registry.worker("gone").desired_active is False
+    heard = registry.register(registration("w1", active=False))  # remembered: steered back
+    assert heard.reconcile is not None and heard.reconcile.changes.active is True

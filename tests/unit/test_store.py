@@ -250,6 +250,18 @@ def test_samples_are_kept_at_most_once_per_sample_every_per_worker(
     assert [(s.at, s.active, s.activity) for s in store.samples("w2")] == [(at(1), False, 0)]
 
 
+def test_a_forgotten_worker_leaves_no_wish_and_no_sample_memory(store: HistoryStore) -> None:
+    store.desire("w1", Wish(True, 1))
+    store.desire("w2", Wish(True, 2))
+    store.sample("w1", at(0), active=True, activity=0)
+    store.record(event(EventKind.FORGOTTEN, "w1", at(1)))
+    # The same id back at once is a new worker: its first status is sampled.
+    store.sample("w1", at(2), active=False, activity=0)
+    store._flush()
+    assert store.desired() == (None, {"w2": Wish(True, 2)})
+    assert [s.at for s in store.samples("w1")] == [at(0), at(2)]
+
+
 def test_samples_filter_by_time_and_limit_keeps_the_latest(store: HistoryStore) -> None:
     for step in range(6):
         store.sample("w1", at(step * 5), active=True, activity=step)
@@ -467,7 +479,9 @@ def test_prune_drops_events_samples_and_workers_past_retention(db_path: str) -> 
         store.record(event(EventKind.ACTIVATED, "w1", recent))
         store.sample("w1", old, active=False, activity=1)
         store.sample("w1", recent, active=True, activity=2)
-        store.desire("gone", Wish(True, 1))
+        store.desire(FLEET, Wish(False, 1))
+        store.desire("gone", Wish(True, 2))
+        store.desire("w1", Wish(True, 3))
         store._flush()
         assert len(store.events()) == 3
         store._enqueue(store._prune)
@@ -477,7 +491,8 @@ def test_prune_drops_events_samples_and_workers_past_retention(db_path: str) -> 
         assert store.samples("gone") == []
         assert not store.known("gone")
         assert store.known("w1")  # seen recently
-        assert store.desired() == (None, {"gone": Wish(True, 1)})  # desired state is not history
+        # The wish of a worker the history no longer knows goes with it; the rest stay.
+        assert store.desired() == (Wish(False, 1), {"w1": Wish(True, 3)})
     finally:
         store.close()
 
