@@ -306,6 +306,8 @@ class MonitorService:
         log.log(level, f"liveness {old} -> {new}", extra=fields(worker=transition.worker_id))
         if transition.new is None:
             kind: EventKind | None = EventKind.FORGOTTEN
+            if self.store is not None:
+                self.store.forget(transition.worker_id)
         else:
             kind = _TRANSITION_EVENTS.get((transition.old, transition.new))
         if kind is not None:

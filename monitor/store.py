@@ -154,10 +154,6 @@ class HistoryStore:
     # -- called on the bus thread: cheap, never blocks on the database -------------
 
     def record(self, event: FleetEvent) -> None:
-        forgotten = event.kind is EventKind.FORGOTTEN and event.worker_id is not None
-        if forgotten:  # nothing of a forgotten worker is kept in memory
-            self._last_sample.pop(str(event.worker_id), None)
-
         def write(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO events (at, kind, worker_id, command_id, latency_ms, detail) "
@@ -173,8 +169,16 @@ class HistoryStore:
             )
             if event.worker_id not in (None, FLEET):
                 self._seen(db, event.worker_id, event.at)
-            if forgotten:  # nor its wish: back one day, it is a new worker
-                db.execute("DELETE FROM desired WHERE target = ?", (event.worker_id,))
+
+        self._enqueue(write)
+
+    def forget(self, worker_id: str) -> None:
+        """Keep nothing of a worker the monitor forgot: not its last sample time, not its
+        wish (back one day, it is a new worker). Its history stays, until retention."""
+        self._last_sample.pop(worker_id, None)
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM desired WHERE target = ?", (worker_id,))
 
         self._enqueue(write)
 

@@ -397,6 +397,10 @@ class ProcessFleet(WorkerFleet):
         view = self.worker(worker_id)
         return None if view is None or view["observed"] is None else view["observed"]["active"]
 
+    def liveness(self, worker_id: str) -> str | None:
+        view = self.worker(worker_id)
+        return None if view is None else str(view["liveness"])
+
     def online(self, *worker_ids: str) -> bool:
         views = {w["worker_id"]: w for w in self.monitor.get("/api/workers")}
         return all(

@@ -6,6 +6,7 @@ import contextlib
 import select
 import socket
 import threading
+from urllib.parse import urlsplit
 
 from bus.local_broker import free_port
 
@@ -22,6 +23,11 @@ class Proxy:
         self._forwarding.set()
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
+
+    @classmethod
+    def to(cls, broker_url: str) -> Proxy:
+        """A proxy to the broker `broker_url` names (on this machine)."""
+        return cls(urlsplit(broker_url).port or 5672)
 
     def url(self, user: str = "guest", password: str = "guest") -> str:
         return f"amqp://{user}:{password}@127.0.0.1:{self.port}/%2F"

@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import pytest
 from harness import (
@@ -106,7 +105,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def proxy(broker_url: str) -> Iterator[Proxy]:
     """Between the first monitor and the broker, to take it off the broker."""
-    between = Proxy(urlsplit(broker_url).port or 5672)
+    between = Proxy.to(broker_url)
     try:
         yield between
     finally:
@@ -333,7 +332,7 @@ def test_a_worker_killed_hard_turns_lost_on_the_page(
     expect(row.locator(".badge")).to_have_text("lost")
     expect(dashboard.count("lost")).to_have_text("1")
     expect(dashboard.count("online")).to_have_text(str(len(WORKERS) - 1))
-    assert (stack.worker("w3") or {}).get("liveness") == "lost"
+    assert stack.liveness("w3") == "lost"
     screenshot(dashboard.page, "dashboard-desktop.png")
 
 

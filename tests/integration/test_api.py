@@ -589,6 +589,13 @@ def test_a_forgotten_worker_leaves_the_metrics_and_the_view(
     bye = stack.start_worker("bye")
     stack.wait_online("bye")
     wait_for(lambda: "fireworks_worker_active" in about(metrics(api), "bye"), BOUND, "bye's series")
+    waited(api, "bye", True)  # a wish of its own, kept in the history database
+
+    def wished() -> bool:
+        with contextlib.closing(sqlite3.connect(stack.workdir / "history.db")) as db:
+            return db.execute("SELECT 1 FROM desired WHERE target = 'bye'").fetchone() is not None
+
+    wait_for(wished, BOUND, "bye's wish stored")
     assert bye.terminate() == 0  # says goodbye: offline, then forgotten
     wait_for(
         lambda: series(metrics(api), "fireworks_workers", liveness="offline") == 1,
@@ -598,6 +605,7 @@ def test_a_forgotten_worker_leaves_the_metrics_and_the_view(
     wait_for(lambda: not about(metrics(api), "bye"), FORGET_BOUND, "bye's series to go")
     assert api.get("/api/workers/bye").status_code == 404
     assert series(metrics(api), "fireworks_workers", liveness="offline") == 0
+    wait_for(lambda: not wished(), BOUND, "bye's wish to go with it")
     past = api.get("/api/workers/bye/history")  # still in the history database
     assert past.status_code == 200
     assert past.json()["worker"] is None
@@ -677,11 +685,6 @@ def test_a_worker_is_steered_back_to_its_desired_state_after_a_monitor_restart(
     assert logged(fleet.workers["w2"], ACTIVATED) == 0  # w2 was never asked: left alone
 
 
-def liveness(fleet: ProcessFleet, worker_id: str) -> str | None:
-    found = fleet.worker(worker_id)
-    return None if found is None else str(found["liveness"])
-
-
 def test_a_restarted_monitor_keeps_track_of_workers_lost_offline_or_gone_meanwhile(
     process_fleet: ProcessFleet,
 ) -> None:
@@ -692,20 +695,20 @@ def test_a_restarted_monitor_keeps_track_of_workers_lost_offline_or_gone_meanwhi
     fleet.wait_online("w1", "lost", "left", "gone")
     fleet.workers["lost"].kill()
     assert fleet.workers["left"].terminate() == 0  # says goodbye
-    wait_for(lambda: liveness(fleet, "lost") == "lost", BOUND, "a killed worker lost")
-    wait_for(lambda: liveness(fleet, "left") == "offline", BOUND, "a stopped worker offline")
+    wait_for(lambda: fleet.liveness("lost") == "lost", BOUND, "a killed worker lost")
+    wait_for(lambda: fleet.liveness("left") == "offline", BOUND, "a stopped worker offline")
     assert first.terminate() == 0
     fleet.workers["gone"].kill()  # dies while no monitor runs, and its last statuses
     with contextlib.closing(pika.BlockingConnection(pika.URLParameters(fleet.url))) as amqp:
         amqp.channel().queue_purge(fleet.topology.status_queue)  # expire, as they do in 60 s
 
     fleet.start_monitor()
-    assert (liveness(fleet, "lost"), liveness(fleet, "left")) == ("lost", "offline")
+    assert (fleet.liveness("lost"), fleet.liveness("left")) == ("lost", "offline")
     wait_for(lambda: converged(fleet, "w1", False), BOUND, "w1 heard again")
     # Online when the history last saw it, silent since: lost after the grace any
     # worker gets when the monitor (re)connects, and three status intervals.
-    wait_for(lambda: liveness(fleet, "gone") == "lost", 30, "the worker gone meanwhile lost")
-    assert liveness(fleet, "w1") == "online"
+    wait_for(lambda: fleet.liveness("gone") == "lost", 30, "the worker gone meanwhile lost")
+    assert fleet.liveness("w1") == "online"
 
 
 def test_the_fleets_desired_state_survives_a_monitor_restart_for_a_new_worker(

@@ -12,7 +12,6 @@ import sys
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -155,7 +154,7 @@ def test_the_fleet_with_nobody_online_is_told_so_and_succeeds(
 def test_a_command_while_the_monitor_is_off_the_broker_is_held_then_applied(
     broker_url: str, tmp_path: Path
 ) -> None:
-    proxy = Proxy(urlsplit(broker_url).port or 5672)  # between the monitor and the broker
+    proxy = Proxy.to(broker_url)  # between the monitor and the broker
     try:
         with ProcessFleet.running(broker_url, tmp_path, ("w1",), RABBITMQ_URL=proxy.url()) as fleet:
             proxy.shut_out()  # the monitor is off the broker until restored

@@ -146,7 +146,7 @@ def test_envelope_defaults_are_fresh_ids_and_aware_utc_time() -> None:
     assert second.kind is Kind.GOODBYE
 
 
-def test_worker_id_property_and_fleet_flag() -> None:
+def test_worker_id_property() -> None:
     assert registration().worker_id == "w1"
     assert goodbye().worker_id == "w1"
     assert status().worker_id == "w1"

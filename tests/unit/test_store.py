@@ -254,7 +254,7 @@ def test_a_forgotten_worker_leaves_no_wish_and_no_sample_memory(store: HistorySt
     store.desire("w1", Wish(True, 1))
     store.desire("w2", Wish(True, 2))
     store.sample("w1", at(0), active=True, activity=0)
-    store.record(event(EventKind.FORGOTTEN, "w1", at(1)))
+    store.forget("w1")
     # The same id back at once is a new worker: its first status is sampled.
     store.sample("w1", at(2), active=False, activity=0)
     store._flush()
