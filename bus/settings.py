@@ -14,7 +14,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bus.errors import SettingsError
-from models.worker_model import WorkerId
+from models.worker_model import MIN_INTERVAL, StatusInterval, WorkerId
 
 # Up to the last "@": pika accepts an unquoted "@" in the password. Any scheme: a
 # mistyped one is shown too (in the line that says it is wrong), password masked.
@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     fireworks_namespace: str = Field(default="fireworks", pattern=r"^[A-Za-z0-9_-]{1,32}$")
 
     worker_id: WorkerId | None = None
-    status_interval: float = Field(default=2.0, gt=0, le=3600)
+    status_interval: StatusInterval = 2.0
     work_interval: float = Field(default=0.5, gt=0, le=3600)
     toggle_interval: float = Field(default=0.0, ge=0)
     command_ttl: float = Field(default=30.0, gt=0, le=86400)
@@ -138,6 +138,15 @@ class Settings(BaseSettings):
             except UnicodeEncodeError:
                 raise PydanticCustomError("not_utf8", "must be UTF-8 text") from None
         return secret
+
+    @field_validator("toggle_interval")
+    @classmethod
+    def _off_or_periodic(cls, seconds: float) -> float:
+        if 0 < seconds < MIN_INTERVAL:
+            raise PydanticCustomError(
+                "toggle_interval", "must be 0 (off) or at least {least} s", {"least": MIN_INTERVAL}
+            )
+        return seconds
 
     @field_validator("rabbitmq_tls_ca_file", "rabbitmq_tls_cert_file", "rabbitmq_tls_key_file")
     @classmethod

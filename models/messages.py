@@ -12,6 +12,7 @@ from models.worker_model import (
     ChangedField,
     FieldChange,
     Frozen,
+    StatusInterval,
     Worker,
     WorkerChanges,
     WorkerId,
@@ -38,7 +39,7 @@ class Registration(Envelope):
 
     kind: Literal[Kind.REGISTER] = Kind.REGISTER
     state: Worker
-    status_interval: float = Field(gt=0, le=3600)
+    status_interval: StatusInterval
     # One per process start: tells a restarted worker from a reconnected one.
     started_at: AwareDatetime
 
@@ -93,7 +94,7 @@ class Status(Envelope):
     kind: Literal[Kind.STATUS] = Kind.STATUS
     seq: int = Field(ge=0)
     state: Worker
-    status_interval: float = Field(gt=0, le=3600)
+    status_interval: StatusInterval
     ack: Ack | None = None
 
     @property

@@ -27,6 +27,13 @@ WorkerId = Annotated[
 ]
 
 
+# Nothing periodic runs more than ten times a second: a shorter status interval would
+# only flood the broker and the monitor (whose sweep follows its own), and a worker
+# claiming one would be judged lost between any two of its reports.
+MIN_INTERVAL = 0.1
+StatusInterval = Annotated[float, Field(ge=MIN_INTERVAL, le=3600)]
+
+
 # SQLite's INTEGER and a metric's float both hold a count up to here; a worker claiming
 # more is dead-lettered rather than breaking the history or /metrics.
 MAX_COUNT = 2**63 - 1

@@ -307,6 +307,9 @@ def test_command_target_all_is_the_fleet() -> None:
         pytest.param(status, STATUS, ("status_interval",), 3601, id="status-interval-huge"),
         pytest.param(registration, LIFECYCLE, ("status_interval",), 0, id="reg-interval-0"),
         pytest.param(registration, LIFECYCLE, ("status_interval",), -2, id="reg-interval-neg"),
+        # A worker claiming it would flap between lost and online between its reports.
+        pytest.param(registration, LIFECYCLE, ("status_interval",), 1e-6, id="reg-interval-tiny"),
+        pytest.param(status, STATUS, ("status_interval",), 0.09, id="status-interval-tiny"),
         pytest.param(status, STATUS, ("state", "active"), "maybe", id="active-not-bool"),
         pytest.param(
             lambda: status(with_ack=True), STATUS, ("ack", "outcome"), "exploded", id="bad-outcome"

@@ -46,7 +46,7 @@ from models.messages import (
     Status,
 )
 from models.monitor_model import Liveness
-from models.worker_model import FLEET, MAX_COUNT, FieldChange, Worker, WorkerChanges
+from models.worker_model import FLEET, MAX_COUNT, MIN_INTERVAL, FieldChange, Worker, WorkerChanges
 from monitor.monitor import MonitorService
 from monitor.registry import Heard, Registry, UnknownWorker
 from unit.fake_clock import WALL0, FakeClock
@@ -78,7 +78,7 @@ OFFSETS = st.integers(-(23 * 60 + 59), 23 * 60 + 59).map(
 AWARE = st.datetimes(
     min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=OFFSETS
 )
-INTERVALS = st.floats(min_value=0, max_value=3600, exclude_min=True)
+INTERVALS = st.floats(min_value=MIN_INTERVAL, max_value=3600)
 # Printable text: a value with control characters is refused (see test_models).
 PRINTABLE = st.text(st.characters(exclude_categories=["Cc", "Cs"]), max_size=20)
 FIELD_VALUES = st.none() | st.booleans() | st.integers() | PRINTABLE

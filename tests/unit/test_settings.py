@@ -196,6 +196,7 @@ def test_mask_url_hides_passwords_pika_would_accept(url: str) -> None:
     [
         ("STATUS_INTERVAL", "-1", "STATUS_INTERVAL"),
         ("STATUS_INTERVAL", "0", "STATUS_INTERVAL"),
+        ("STATUS_INTERVAL", "0.000001", "STATUS_INTERVAL"),  # would flood; the monitor spun
         ("STATUS_INTERVAL", "soon", "STATUS_INTERVAL"),
         ("RABBITMQ_PORT", "abc", "RABBITMQ_PORT"),
         ("RABBITMQ_PORT", "0", "RABBITMQ_PORT"),
@@ -208,6 +209,7 @@ def test_mask_url_hides_passwords_pika_would_accept(url: str) -> None:
         ("COMMAND_TTL", "0", "COMMAND_TTL"),
         ("RABBITMQ_HEARTBEAT", "-5", "RABBITMQ_HEARTBEAT"),
         ("toggle_interval", "-1", "TOGGLE_INTERVAL"),  # env names are case-insensitive
+        ("TOGGLE_INTERVAL", "0.01", "TOGGLE_INTERVAL"),  # 0 is off; above it, 0.1 s at least
         ("HISTORY_RETENTION", "inf", "HISTORY_RETENTION"),
         ("HISTORY_RETENTION", "1e12", "HISTORY_RETENTION"),  # past what dates count back
         ("WORKER_RETENTION", "inf", "WORKER_RETENTION"),
