@@ -512,6 +512,25 @@ def test_a_running_store_prunes_on_its_first_flush(db_path: str) -> None:
         store.close()
 
 
+def test_the_write_ahead_log_shrinks_back_after_a_big_transaction(db_path: str) -> None:
+    store = HistoryStore(db_path, retention=3650 * DAY, sample_every=0.0, flush_interval=IDLE)
+    wal = Path(f"{db_path}-wal")
+    try:
+        start = utc_now() - timedelta(days=1)
+        for i in range(60_000):  # one flush, one transaction: as a big prune is
+            store.sample(f"w{i % 500}", start + timedelta(seconds=i), active=True, activity=i)
+        store._flush()
+        assert wal.stat().st_size > store_module.WAL_SIZE_LIMIT  # it did grow past the limit
+        # The next transactions find the log checkpointed and start it over, cut back.
+        for _ in range(2):
+            store.sample("w1", utc_now(), active=True, activity=1)
+            store._flush()
+        assert wal.stat().st_size <= store_module.WAL_SIZE_LIMIT
+        assert len(store.samples("w1", limit=100_000)) == 60_000 // 500 + 2  # nothing lost
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize(
     ("where", "problem"),
     [
