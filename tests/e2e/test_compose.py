@@ -14,6 +14,7 @@ command and base images come from (FIREWORKS_COMPOSE, PYTHON_IMAGE, RABBITMQ_IMA
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import pytest
 from compose_helpers import (
     ComposeError,
     Project,
+    docker,
     dotenv_values,
     free_local_port,
     json_log_records,
@@ -163,6 +165,16 @@ def test_scaled_stack_registers_and_toggles_every_worker(stack: Project) -> None
             "fireworks-monitor",
             "fireworks-worker",
         }, users
+        # Every container's log is rotated (json-file, 5 x 10 MB), not kept whole.
+        ids = [
+            i
+            for service in ("rabbitmq", "monitor", "workers")
+            for i in stack.container_ids(service)
+        ]
+        configs = docker("inspect", "--format", "{{json .HostConfig.LogConfig}}", *ids).stdout
+        assert [json.loads(line) for line in configs.splitlines()] == [
+            {"Type": "json-file", "Config": {"max-file": "5", "max-size": "10m"}}
+        ] * (WORKERS + 2), configs
         logs = stack.logs()
         for name, password in dotenv_values().items():
             if name.endswith("_PASS"):
