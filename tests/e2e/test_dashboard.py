@@ -468,6 +468,13 @@ def test_a_monitor_with_a_token_makes_the_page_ask_for_it(
         expect(page.locator("#connection")).to_have_text("Live", timeout=BOUND_MS)
         expect(page.locator('#worker-rows tr[data-worker="t1"]')).to_be_visible(timeout=BOUND_MS)
         screenshot(page, "dashboard-token.png")
+        # The footer's metrics link sends no token: the page reads them with it instead.
+        with context.expect_page(timeout=BOUND_MS) as opened:
+            page.get_by_role("link", name="Prometheus metrics").click()
+        metrics = opened.value
+        expect(metrics.locator("body")).to_contain_text(
+            'fireworks_workers{liveness="online"} 1', timeout=BOUND_MS
+        )
     finally:
         context.close()
         fleet.close()
