@@ -78,7 +78,21 @@ def expiration_ms(seconds: float) -> str:
 
 def _reason(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}".strip().rstrip(":")
+    cause = _cause(error)
+    if cause is not None:  # `AMQPConnectionError: ConnectionRefusedError: [Errno 111] …`
+        text = f"{type(error).__name__}: {_reason(cause)}"
     return text[:300]
+
+
+def _cause(error: BaseException) -> BaseException | None:
+    """What a pika error that says nothing itself wraps, if anything: a failed connect is an
+    AMQPConnectionError holding a connector error holding (as `.exception`) the OSError."""
+    if str(error):
+        return None
+    nested = getattr(error, "exception", None)
+    if isinstance(nested, BaseException):
+        return nested
+    return next((arg for arg in error.args if isinstance(arg, BaseException)), None)
 
 
 class Bus:
