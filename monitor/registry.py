@@ -149,9 +149,14 @@ class Registry:
         record, transition = self._heard(message.state, message.status_interval)
         restarted = record.started_at is not None and record.started_at != message.started_at
         record.started_at = message.started_at
-        changed = self._observe(record, message.state)
+        # Registrations and statuses travel on two queues: a status the worker sent after
+        # this (an acknowledgement right after a reconnect, say) may have come first. The
+        # older state then changes nothing; taking it would flip the view back and forth.
+        observed = record.observed
+        overtaken = observed is not None and message.state.timestamp < observed.timestamp
+        changed = {} if overtaken else self._observe(record, message.state)
         if restarted:
-            record.rate, record.rate_from = None, message.state  # a new process: counts anew
+            record.rate, record.rate_from = None, record.observed  # a new process: counts anew
         return Heard(
             record.worker_id, transition, changed, restarted, reconcile=self._reconcile(record)
         )

@@ -6,7 +6,7 @@ import itertools
 import json
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
@@ -18,9 +18,10 @@ from harness import STATUS_INTERVAL, MonitorThread, real_active, wait_for
 
 from bus.local_broker import LocalBroker
 from bus.signing import sign
-from models.messages import Command, Outcome, Registration, Status
+from models.messages import Ack, Command, Outcome, Registration, Status
 from models.monitor_model import Liveness
-from models.worker_model import WorkerChanges
+from models.worker_model import FieldChange, Worker, WorkerChanges
+from monitor.registry import Registry
 
 # Lost after 3 silent intervals, judged every interval/2; plus slack for a loaded machine.
 LOST_BOUND = 3 * STATUS_INTERVAL + STATUS_INTERVAL / 2 + 2.0
@@ -320,3 +321,49 @@ def test_with_a_signing_key_workers_obey_only_the_monitors_signed_commands(
         assert "active: True -> False" not in worker.log()
     finally:
         fleet.close()
+
+
+def test_a_registration_heard_after_a_later_acknowledgement_changes_nothing(
+    fleet: Fleet,
+) -> None:
+    # As after a reconnect: the worker registers, is sent the command waiting for it and
+    # acknowledges it, and the monitor hears the acknowledgement first (registrations and
+    # statuses come through two queues). Played here by the probe, in that order.
+    monitor = fleet.start_monitor()
+    probe, topology = fleet.probe, fleet.topology
+    started, t0 = datetime.now(UTC), datetime.now(UTC)
+
+    def publish(message: Registration | Status) -> None:
+        exchange = topology.status_exchange
+        key = topology.status_key("w1")
+        if isinstance(message, Registration):
+            exchange, key = topology.register_exchange, topology.lifecycle_key("register", "w1")
+        probe.publish_raw(exchange, key, message.model_dump_json().encode())
+
+    def registration(at: datetime) -> Registration:
+        state = Worker(worker_id="w1", active=False, timestamp=at)
+        return Registration(state=state, status_interval=STATUS_INTERVAL, started_at=started)
+
+    publish(registration(t0))
+    wait_for(lambda: monitor.observed_active("w1") is False, 10, "w1 registered")
+    command = monitor.command("w1", True)
+    ack = Ack(
+        command_id=command.command_id,
+        generation=command.generation,
+        outcome=Outcome.APPLIED,
+        diff={"active": FieldChange(old=False, new=True)},
+    )
+    state = Worker(
+        worker_id="w1",
+        active=True,
+        generation=command.generation,
+        timestamp=t0 + timedelta(seconds=2),
+    )
+    publish(Status(seq=1, state=state, status_interval=STATUS_INTERVAL, ack=ack))
+    wait_for(lambda: not monitor.service.read(Registry.pending_commands), 10, "the ack heard")
+
+    publish(registration(t0 + timedelta(seconds=1)))  # sent before that acknowledgement
+    heard = (topology.register_queue, "valid")
+    wait_for(lambda: monitor.bus.counts().get(heard) == 2, 10, "the late registration heard")
+    assert monitor.observed_active("w1") is True
+    assert monitor.service.read(Registry.pending_commands) == []  # nothing to reconcile

@@ -40,13 +40,19 @@ def sweep(registry: Registry) -> tuple[list[Transition], list[Expired]]:
     return registry.sweep()
 
 
-def state(worker_id: str, active: bool = False, generation: int = 0, activity: int = 0) -> Worker:
+def state(
+    worker_id: str,
+    active: bool = False,
+    generation: int = 0,
+    activity: int = 0,
+    at: datetime = WALL0,
+) -> Worker:
     return Worker(
         worker_id=worker_id,
         active=active,
         generation=generation,
         activity=activity,
-        timestamp=WALL0,
+        timestamp=at,
     )
 
 
@@ -56,9 +62,10 @@ def registration(
     generation: int = 0,
     started_at: datetime = STARTED,
     interval: float = INTERVAL,
+    at: datetime = WALL0,
 ) -> Registration:
     return Registration(
-        state=state(worker_id, active, generation),
+        state=state(worker_id, active, generation, at=at),
         status_interval=interval,
         started_at=started_at,
     )
@@ -72,11 +79,12 @@ def status(
     interval: float = INTERVAL,
     seq: int = 1,
     sent_at: datetime | None = None,
+    at: datetime = WALL0,
 ) -> Status:
     extra = {} if sent_at is None else {"sent_at": sent_at}
     return Status(
         seq=seq,
-        state=state(worker_id, active, generation),
+        state=state(worker_id, active, generation, at=at),
         status_interval=interval,
         ack=ack,
         **extra,
@@ -174,6 +182,33 @@ def test_observed_change_is_reported_in_changed(registry: Registry) -> None:
     assert registry.status(status("w1", active=False)).changed == {
         "active": FieldChange(old=True, new=False)
     }
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["reconnected", "restarted"])
+def test_a_registration_overtaken_by_a_later_status_changes_nothing(
+    registry: Registry, restarted: bool
+) -> None:
+    # The worker registers again (after a reconnect, or as a new process), is sent the
+    # command waiting for it, applies it and acknowledges: its registration, on another
+    # queue, is heard only after that acknowledgement.
+    registry.register(registration("w1", active=False))
+    command = registry.command("w1", WorkerChanges(active=True))
+    started = STARTED + timedelta(hours=1) if restarted else STARTED
+    ack = applied(command)
+    after = status("w1", True, command.generation, ack=ack, at=WALL0 + timedelta(seconds=2))
+    assert registry.status(after).changed == {"active": FieldChange(old=False, new=True)}
+
+    late = registration("w1", False, started_at=started, at=WALL0 + timedelta(seconds=1))
+    heard = registry.register(late)
+
+    assert heard.restarted is restarted
+    assert (heard.changed, heard.reconcile, heard.transition) == ({}, None, None)
+    assert registry.worker("w1").observed == after.state
+    assert registry.worker("w1").started_at == started
+    assert registry.pending_commands() == []
+    # A registration newer than what was heard is taken as ever.
+    newer = registration("w1", False, started_at=started, at=WALL0 + timedelta(seconds=3))
+    assert registry.register(newer).changed == {"active": FieldChange(old=True, new=False)}
 
 
 def test_view_lists_workers_sorted_with_fleet_desired(registry: Registry) -> None:
