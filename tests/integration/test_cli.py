@@ -59,6 +59,16 @@ def test_bad_setting_is_one_clear_line_and_non_zero_exit(
     assert lines[0].startswith(f"fireworks: invalid setting {name}")
 
 
+def test_a_reader_that_stops_reading_ends_the_output_quietly(tmp_path: Path) -> None:
+    # As `fireworks config show | head -1` once head has its line: nobody reads any more.
+    process = run_fireworks(["config", "show"], tmp_path)
+    assert process.stdout is not None
+    process.stdout.close()
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGPIPE  # as a program that SIGPIPE ended
+    assert err == ""  # no traceback, no "Exception ignored" at exit
+
+
 def test_unreachable_broker_is_logged_with_its_cause_and_masked_password_while_retrying(
     tmp_path: Path,
 ) -> None:
