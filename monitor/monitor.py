@@ -202,7 +202,8 @@ class MonitorService:
         if isinstance(message, Registration):
             with self.lock:
                 heard = self.registry.register(message)
-            state = message.state
+            # As the monitor holds it: a status may have overtaken the registration.
+            state = message.state if heard.observed is None else heard.observed
             self._emit(
                 EventKind.REGISTERED,
                 message.worker_id,

@@ -45,6 +45,7 @@ class Heard:
     changed: dict[str, FieldChange] = field(default_factory=dict)
     restarted: bool = False
     ack: AckResult | None = None
+    observed: Worker | None = None  # its state as the monitor now holds it
     reconcile: Command | None = None
 
 
@@ -149,16 +150,26 @@ class Registry:
         record, transition = self._heard(message.state, message.status_interval)
         restarted = record.started_at is not None and record.started_at != message.started_at
         record.started_at = message.started_at
-        # Registrations and statuses travel on two queues: a status the worker sent after
-        # this (an acknowledgement right after a reconnect, say) may have come first. The
-        # older state then changes nothing; taking it would flip the view back and forth.
+        # Registrations and statuses travel on two queues: a status the same process sent
+        # after this (an acknowledgement right after a reconnect, say) may have come first.
+        # Its older state is not taken: that would flip the view back and forth. Only the
+        # same process's clock orders its reports; a new one's may be another host's.
         observed = record.observed
-        overtaken = observed is not None and message.state.timestamp < observed.timestamp
+        overtaken = (
+            not restarted
+            and observed is not None
+            and message.state.timestamp < observed.timestamp
+        )
         changed = {} if overtaken else self._observe(record, message.state)
         if restarted:
-            record.rate, record.rate_from = None, record.observed  # a new process: counts anew
+            record.rate, record.rate_from = None, message.state  # a new process: counts anew
         return Heard(
-            record.worker_id, transition, changed, restarted, reconcile=self._reconcile(record)
+            record.worker_id,
+            transition,
+            changed,
+            restarted,
+            observed=record.observed,
+            reconcile=self._reconcile(record),
         )
 
     def status(self, message: Status) -> Heard:

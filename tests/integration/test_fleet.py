@@ -324,14 +324,15 @@ def test_with_a_signing_key_workers_obey_only_the_monitors_signed_commands(
 
 
 def test_a_registration_heard_after_a_later_acknowledgement_changes_nothing(
-    fleet: Fleet,
+    fleet: Fleet, caplog: pytest.LogCaptureFixture
 ) -> None:
     # As after a reconnect: the worker registers, is sent the command waiting for it and
     # acknowledges it, and the monitor hears the acknowledgement first (registrations and
     # statuses come through two queues). Played here by the probe, in that order.
+    caplog.set_level(logging.INFO, logger="fireworks.monitor")
     monitor = fleet.start_monitor()
     probe, topology = fleet.probe, fleet.topology
-    started, t0 = datetime.now(UTC), datetime.now(UTC)
+    started = t0 = datetime.now(UTC)
 
     def publish(message: Registration | Status) -> None:
         exchange = topology.status_exchange
@@ -367,3 +368,7 @@ def test_a_registration_heard_after_a_later_acknowledgement_changes_nothing(
     wait_for(lambda: monitor.bus.counts().get(heard) == 2, 10, "the late registration heard")
     assert monitor.observed_active("w1") is True
     assert monitor.service.read(Registry.pending_commands) == []  # nothing to reconcile
+    lines = said(caplog, "w1")
+    assert not [message for message, _ in lines if message.startswith("observed")]
+    registered = [values for message, values in lines if message == "registered"]
+    assert [values["active"] for values in registered] == [False, True]  # as now held
