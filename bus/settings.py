@@ -144,7 +144,9 @@ class Settings(BaseSettings):
     def _off_or_periodic(cls, seconds: float) -> float:
         if 0 < seconds < MIN_INTERVAL:
             raise PydanticCustomError(
-                "toggle_interval", "must be 0 (off) or at least {least} s", {"least": MIN_INTERVAL}
+                "toggle_interval",
+                "Input should be 0 (off) or greater than or equal to {least}",
+                {"least": MIN_INTERVAL},
             )
         return seconds
 

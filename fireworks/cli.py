@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -78,14 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     past.add_argument("worker_id", metavar="ID")
     args = parser.parse_args(argv)
     try:
-        code = run(args)
-        sys.stdout.flush()  # here, where a reader gone is caught, not at exit
-        return code
-    except BrokenPipeError:
-        # The reader stopped reading (`fireworks history w1 | head`): nothing to report.
-        # What is left for standard output goes nowhere, so exiting writes nothing more.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 128 + signal.SIGPIPE  # as a program killed by SIGPIPE: the shell's way
+        settings = load_settings()
+        if args.command in ("monitor", "worker"):
+            return run_service(settings, args.command)
+        if args.command == "up":
+            return run_up(settings, args.workers, args.local_broker)
+        if args.command == "config":
+            return printing(lambda: show_config(settings, args.action, args.vhost))
+        return printing(lambda: run_control(settings, args))
     except ApiError as error:
         print(f"fireworks: {error}", file=sys.stderr)
         return 1
@@ -97,15 +97,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    if args.command in ("monitor", "worker"):
-        return run_service(settings, args.command)
-    if args.command == "up":
-        return run_up(settings, args.workers, args.local_broker)
-    if args.command == "config":
-        return show_config(settings, args.action, args.vhost)
-    return run_control(settings, args)
+def printing(command: Callable[[], int]) -> int:
+    """Run a command that prints its answer; a reader that stops reading (`fireworks
+    history w1 | head`) ends it quietly, as SIGPIPE ends other programs."""
+    try:
+        code = command()
+        sys.stdout.flush()  # here, where a reader gone is caught, not at exit
+        return code
+    except BrokenPipeError:
+        # What is left for standard output goes nowhere, so exiting writes nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE  # the shell's code for a program SIGPIPE ended
 
 
 def show_config(settings: Settings, action: str, vhost: str) -> int:

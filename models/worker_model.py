@@ -27,9 +27,9 @@ WorkerId = Annotated[
 ]
 
 
-# Nothing periodic runs more than ten times a second: a shorter status interval would
-# only flood the broker and the monitor (whose sweep follows its own), and a worker
-# claiming one would be judged lost between any two of its reports.
+# The shortest status or toggle interval: ten a second. A shorter status interval would
+# only flood the broker and the monitor (which sweeps twice per interval of its own), and
+# a worker claiming one would be judged lost between any two of its reports.
 MIN_INTERVAL = 0.1
 StatusInterval = Annotated[float, Field(ge=MIN_INTERVAL, le=3600)]
 

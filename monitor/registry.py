@@ -156,9 +156,7 @@ class Registry:
         # same process's clock orders its reports; a new one's may be another host's.
         observed = record.observed
         overtaken = (
-            not restarted
-            and observed is not None
-            and message.state.timestamp < observed.timestamp
+            not restarted and observed is not None and message.state.timestamp < observed.timestamp
         )
         changed = {} if overtaken else self._observe(record, message.state)
         if restarted:

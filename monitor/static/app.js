@@ -1152,8 +1152,11 @@ $("#metrics-link").addEventListener("click", async (event) => {
   const tab = window.open("", "_blank"); // now, while the click lets a tab open
   if (!tab) return notice("could not open a tab for the metrics", true);
   try {
-    const text = await (await api.request("metrics")).text();
-    tab.location = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
+    const response = await api.request("metrics");
+    if (!response.ok) throw new ApiError(response.status, `the monitor answered ${response.status}`);
+    const url = URL.createObjectURL(new Blob([await response.text()], { type: "text/plain" }));
+    tab.location = url;
+    setTimeout(() => URL.revokeObjectURL(url), 60_000); // the tab has its copy by then
   } catch (error) {
     tab.close();
     notice(`could not read the metrics: ${error.message}`, true);

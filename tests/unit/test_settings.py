@@ -188,6 +188,22 @@ def test_mask_url_hides_passwords_pika_would_accept(url: str) -> None:
     assert "secret" not in mask_url(url)
 
 
+@pytest.mark.parametrize(
+    ("env", "value", "field", "expected"),
+    [
+        ("STATUS_INTERVAL", "0.1", "status_interval", 0.1),  # ten reports a second at most
+        ("STATUS_INTERVAL", "3600", "status_interval", 3600.0),
+        ("TOGGLE_INTERVAL", "0", "toggle_interval", 0.0),  # off
+        ("TOGGLE_INTERVAL", "0.1", "toggle_interval", 0.1),
+    ],
+)
+def test_intervals_at_their_bounds_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, field: str, expected: float
+) -> None:
+    monkeypatch.setenv(env, value)
+    assert getattr(load_settings(), field) == expected
+
+
 # -- bad values ----------------------------------------------------------------------------
 
 
