@@ -176,11 +176,6 @@ class Registry:
             # It said goodbye; this status was overtaken on the way (another queue).
             # Only a registration brings a worker back.
             return Heard(known.worker_id)
-        if known is not None and known.started_at and message.state.timestamp < known.started_at:
-            # Sent by a process before the one that registered last, and overtaken on the
-            # way: its acknowledgement counts, its state and its word are that process's.
-            ack = None if message.ack is None else self._acknowledged(known, message)
-            return Heard(known.worker_id, ack=ack, reconcile=self._reconcile(known))
         record, transition = self._heard(message.state, message.status_interval)
         changed = self._observe(record, message.state)
         ack = None if message.ack is None else self._acknowledged(record, message)

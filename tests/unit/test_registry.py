@@ -225,31 +225,6 @@ def test_a_new_process_registration_is_taken_whatever_its_clock(registry: Regist
     assert heard.reconcile is not None and heard.reconcile.changes == WorkerChanges(active=True)
 
 
-def test_a_status_from_before_the_last_registered_process_changes_nothing(
-    registry: Registry, clock: FakeClock
-) -> None:
-    registry.register(registration("w1", active=False))
-    command = registry.command("w1", WorkerChanges(active=True))
-    # The process restarts inactive; its predecessor's last status, acknowledging the
-    # command, comes through the status queue only after the new registration.
-    new = STARTED + timedelta(minutes=1)
-    registry.register(registration("w1", False, started_at=new, at=new + timedelta(seconds=1)))
-    clock.advance(0.25)
-    old = status(
-        "w1", True, command.generation, ack=applied(command), at=new - timedelta(seconds=1)
-    )
-
-    heard = registry.status(old)
-
-    assert (heard.changed, heard.transition) == ({}, None)
-    assert registry.worker("w1").observed == state("w1", False, at=new + timedelta(seconds=1))
-    assert heard.ack is not None and heard.ack.latency == 0.25  # the answer still counts
-    # The process that answered is gone: the new one is sent the wish at once.
-    assert heard.reconcile is not None
-    assert heard.reconcile.changes == WorkerChanges(active=True)
-    assert registry.pending_commands() == [heard.reconcile]
-
-
 def test_view_lists_workers_sorted_with_fleet_desired(registry: Registry) -> None:
     for worker_id in ("w3", "w1", "w2"):
         registry.register(registration(worker_id))
