@@ -153,7 +153,6 @@ class HistoryStore:
         self._batch_lock = threading.Lock()
         self._last_sample: dict[str, datetime] = {}
         self._stop = threading.Event()
-        self._due = threading.Event()
         self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
         self.dropped = 0
         self.failing = False
@@ -219,10 +218,6 @@ class HistoryStore:
             )
 
         self._enqueue(write)
-        if target == FLEET:
-            # What every worker joining later is given: written now, not within the
-            # second, so that a monitor killed right after a fleet command still has it.
-            self._due.set()
 
     # -- reads (any thread) ------------------------------------------------------
 
@@ -305,7 +300,6 @@ class HistoryStore:
 
     def close(self) -> None:
         self._stop.set()
-        self._due.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._flush()
@@ -314,11 +308,7 @@ class HistoryStore:
 
     def _run(self) -> None:
         flushes = 0
-        while True:
-            self._due.wait(self.flush_interval)  # a flush interval, or until due at once
-            if self._stop.is_set():
-                return
-            self._due.clear()
+        while not self._stop.wait(self.flush_interval):
             self._flush()
             flushes += 1
             if flushes % 600 == 1:  # now and then: drop what is past retention

@@ -295,19 +295,6 @@ def test_desired_state_per_worker_and_for_the_fleet(store: HistoryStore) -> None
     assert store.desired() == (Wish(True, 7), {"w3": Wish(False, 8)})
 
 
-def test_the_fleets_wish_is_written_at_once_and_a_workers_with_the_next_flush(
-    store: HistoryStore,
-) -> None:
-    # This store's writer flushes once an hour: only the fleet's wish makes it write now.
-    store.desire("w1", Wish(True, 1))
-    store.desire(FLEET, Wish(False, 2))
-    wait_for(lambda: store.desired()[0] == Wish(False, 2), 5, "the fleet's wish written")
-    assert store.desired() == (Wish(False, 2), {})  # w1's, older, went with it
-    store.desire("w2", Wish(True, 3))
-    store.record(event(EventKind.ACTIVATED, "w2", at(1)))
-    assert store.desired() == (Wish(False, 2), {}) and store.events() == []  # not yet
-
-
 def test_a_wish_kept_before_generations_were_counts_as_newer_than_any_command(
     tmp_path: Path,
 ) -> None:
