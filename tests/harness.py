@@ -196,6 +196,18 @@ class Probe:
         properties = pika.BasicProperties(content_type=content_type)
         self.channel.basic_publish(exchange, routing_key, body, properties)
 
+    def publish_as_worker(self, message: Registration | Goodbye | Status) -> None:
+        """Where and how its worker would publish it (see WorkerService)."""
+        if isinstance(message, Status):
+            exchange, key = (
+                self.topology.status_exchange,
+                self.topology.status_key(message.worker_id),
+            )
+        else:
+            exchange = self.topology.register_exchange
+            key = self.topology.lifecycle_key(message.kind, message.worker_id)
+        self.publish_raw(exchange, key, message.model_dump_json().encode())
+
     def publish_command(self, command: Command) -> None:
         self.publish_raw(
             self.topology.command_exchange,

@@ -782,13 +782,10 @@ async function steer(target, active, button) {
   try {
     const { commands } = await api.json(path, { method: "POST" });
     const { awaiting, held } = commands[0];
-    notice(
-      held
-        ? `${action} for ${who} held: the monitor sends it once back on the broker`
-        : awaiting.length
-          ? `${action} sent to ${who}; awaiting ${awaiting.length} acknowledgement${awaiting.length === 1 ? "" : "s"}`
-          : `${action} sent to ${who}; no worker online to answer it`,
-    );
+    const plural = awaiting.length === 1 ? "" : "s";
+    if (held) notice(`${action} for ${who} held: the monitor sends it once back on the broker`);
+    else if (awaiting.length) notice(`${action} sent to ${who}; awaiting ${awaiting.length} acknowledgement${plural}`);
+    else notice(`${action} sent to ${who}; no worker online to answer it`);
     reread(target);
   } catch (error) {
     notice(`could not ${action} ${who}: ${error.message}`, true);

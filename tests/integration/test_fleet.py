@@ -331,15 +331,8 @@ def test_a_registration_heard_after_a_later_acknowledgement_changes_nothing(
     # statuses come through two queues). Played here by the probe, in that order.
     caplog.set_level(logging.INFO, logger="fireworks.monitor")
     monitor = fleet.start_monitor()
-    probe, topology = fleet.probe, fleet.topology
+    publish, topology = fleet.probe.publish_as_worker, fleet.topology
     started = t0 = datetime.now(UTC)
-
-    def publish(message: Registration | Status) -> None:
-        exchange = topology.status_exchange
-        key = topology.status_key("w1")
-        if isinstance(message, Registration):
-            exchange, key = topology.register_exchange, topology.lifecycle_key("register", "w1")
-        probe.publish_raw(exchange, key, message.model_dump_json().encode())
 
     def registration(at: datetime) -> Registration:
         state = Worker(worker_id="w1", active=False, timestamp=at)
