@@ -244,6 +244,7 @@ def status_bodies(workers: int, count: int, first_seq: int) -> list[tuple[str, b
                 timestamp=now + timedelta(milliseconds=n),
             ),
             status_interval=INGEST_STATUS_INTERVAL,
+            started_at=now,
         )
         messages.append((Topology.status_key(worker_id), status.model_dump_json().encode()))
     return messages

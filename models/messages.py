@@ -95,6 +95,9 @@ class Status(Envelope):
     seq: int = Field(ge=0)
     state: Worker
     status_interval: StatusInterval
+    # The sending process, as its Registration gave it: a late report of a process that
+    # has been succeeded tells nothing of the worker now.
+    started_at: AwareDatetime
     ack: Ack | None = None
 
     @property

@@ -259,9 +259,9 @@ class MonitorService:
                 activity=message.state.activity,
                 via="status",
             )
-        if self.store is not None:
+        if self.store is not None and heard.observed is not None:  # not a report it set aside
             self.store.sample(
-                message.worker_id, utc_now(), message.state.active, message.state.activity
+                message.worker_id, utc_now(), heard.observed.active, heard.observed.activity
             )
         self._after(heard)
 

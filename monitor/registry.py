@@ -3,6 +3,7 @@ commands. Pure: takes a clock and messages, returns what to do and what happened
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +15,8 @@ from models.worker_model import FLEET, FieldChange, Worker, WorkerChanges, utc_n
 
 # A worker is lost after this many status intervals without a word.
 LOST_AFTER_INTERVALS = 3
+# Earlier processes of a worker whose late reports are known for what they are.
+FORMER_PROCESSES = 8
 
 
 class UnknownWorker(KeyError):
@@ -45,7 +48,7 @@ class Heard:
     changed: dict[str, FieldChange] = field(default_factory=dict)
     restarted: bool = False
     ack: AckResult | None = None
-    observed: Worker | None = None  # its state as the monitor now holds it
+    observed: Worker | None = None  # its state as now held; None: the report was set aside
     reconcile: Command | None = None
 
 
@@ -73,6 +76,9 @@ class _Record:
     desired: bool | None = None
     observed: Worker | None = None
     started_at: datetime | None = None
+    # The process whose report `observed` is, and the processes a later one succeeded.
+    observed_from: datetime | None = None
+    former: deque[datetime] = field(default_factory=lambda: deque(maxlen=FORMER_PROCESSES))
     pending: UUID | None = None
     latency: float | None = None
     rate: float | None = None
@@ -148,17 +154,22 @@ class Registry:
 
     def register(self, message: Registration) -> Heard:
         record, transition = self._heard(message.state, message.status_interval)
-        restarted = record.started_at is not None and record.started_at != message.started_at
-        record.started_at = message.started_at
-        # Registrations and statuses travel on two queues: a status the same process sent
+        process = message.started_at
+        previous, record.started_at = record.started_at, process
+        restarted = previous is not None and previous != process
+        if previous is not None and restarted:
+            record.former.append(previous)
+        # Registrations and statuses travel on two queues: a status this process sent
         # after this (an acknowledgement right after a reconnect, say) may have come first.
         # Its older state is not taken: that would flip the view back and forth. Only the
-        # same process's clock orders its reports; a new one's may be another host's.
+        # same process's clock orders its reports; another's may be another host's.
         observed = record.observed
         overtaken = (
-            not restarted and observed is not None and message.state.timestamp < observed.timestamp
+            observed is not None
+            and record.observed_from == process
+            and message.state.timestamp < observed.timestamp
         )
-        changed = {} if overtaken else self._observe(record, message.state)
+        changed = {} if overtaken else self._observe(record, message.state, process)
         if restarted:
             record.rate, record.rate_from = None, message.state  # a new process: counts anew
         return Heard(
@@ -176,18 +187,32 @@ class Registry:
             # It said goodbye; this status was overtaken on the way (another queue).
             # Only a registration brings a worker back.
             return Heard(known.worker_id)
+        if known is not None and message.started_at in known.former:
+            # From a process its successor's registration has replaced, late on the other
+            # queue: its state is gone with it. Its acknowledgement still answers the
+            # command it applied, so that the successor is steered without waiting.
+            ack = None if message.ack is None else self._acknowledged(known, message)
+            return Heard(known.worker_id, ack=ack, reconcile=self._reconcile(known))
         record, transition = self._heard(message.state, message.status_interval)
-        changed = self._observe(record, message.state)
+        if record.started_at is None:  # first heard through a status (the monitor restarted)
+            record.started_at = message.started_at
+        changed = self._observe(record, message.state, message.started_at)
         ack = None if message.ack is None else self._acknowledged(record, message)
         return Heard(
-            record.worker_id, transition, changed, ack=ack, reconcile=self._reconcile(record)
+            record.worker_id,
+            transition,
+            changed,
+            ack=ack,
+            observed=record.observed,
+            reconcile=self._reconcile(record),
         )
 
     def goodbye(self, message: Goodbye) -> Transition | None:
         record = self._records.get(message.worker_id)
         if record is None:
             return None
-        self._observe(record, message.state)
+        # A goodbye comes after its process's registration, on the same queue.
+        self._observe(record, message.state, record.started_at)
         record.silent_since, record.last_seen_at = self.clock(), self.wall()
         return self._move(record, Liveness.OFFLINE)
 
@@ -331,10 +356,12 @@ class Registry:
             return self.fleet_desired
         return None if state.generation > wish.generation else wish.active
 
-    def _observe(self, record: _Record, state: Worker) -> dict[str, FieldChange]:
-        """Take the worker's reported state; returns how its active flag changed."""
+    def _observe(
+        self, record: _Record, state: Worker, process: datetime | None
+    ) -> dict[str, FieldChange]:
+        """Take the state a worker's process reported; returns how its active flag changed."""
         before = record.observed
-        record.observed = state
+        record.observed, record.observed_from = state, process
         self._measure_rate(record, state)
         if record.desired is None:
             record.desired = state.active  # nothing asked yet: what it does is what we want

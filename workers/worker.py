@@ -90,6 +90,7 @@ class WorkerService:
             seq=self.seq,
             state=self.core.stamp(utc_now()),
             status_interval=self.settings.status_interval,
+            started_at=self.started_at,
             ack=ack,
         )
         key = self.topology.status_key(self.worker_id)

@@ -187,7 +187,11 @@ class Fuzzer:
                     diff={"active": FieldChange(old=False, new=True)},
                 )
             return Status(
-                seq=self.rng.randrange(100), state=self.state(who), status_interval=0.5, ack=ack
+                seq=self.rng.randrange(100),
+                state=self.state(who),
+                status_interval=0.5,
+                started_at=self.now,
+                ack=ack,
             )
         if kind == "command":
             return self.stale_command(self.pick(FLEET, *WORKERS))
@@ -347,13 +351,13 @@ class Fuzzer:
         message = self.pick(
             Registration(state=self.state(who), status_interval=0.5, started_at=self.now),
             Goodbye(state=self.state(who)),
-            Status(seq=1, state=self.state(who), status_interval=0.5),
+            Status(seq=1, state=self.state(who), status_interval=0.5, started_at=self.now),
         )
         return self.shot(self.for_message(message, spoof=True), encode(message), "spoofed-id")
 
     def unknown_worker_status(self) -> Shot:
         who = f"ghost{self.rng.randrange(1000)}"
-        message = Status(seq=1, state=self.state(who), status_interval=0.5)
+        message = Status(seq=1, state=self.state(who), status_interval=0.5, started_at=self.now)
         key = f"status.{self.pick(*WORKERS, 'ghost')}"
         return self.shot(
             (self.topology.status_exchange, key), encode(message), "unknown-worker-status"

@@ -353,7 +353,9 @@ def test_a_registration_heard_after_a_later_acknowledgement_changes_nothing(
         generation=command.generation,
         timestamp=t0 + timedelta(seconds=2),
     )
-    publish(Status(seq=1, state=state, status_interval=STATUS_INTERVAL, ack=ack))
+    publish(
+        Status(seq=1, state=state, status_interval=STATUS_INTERVAL, started_at=started, ack=ack)
+    )
     wait_for(lambda: not monitor.service.read(Registry.pending_commands), 10, "the ack heard")
 
     publish(registration(t0 + timedelta(seconds=1)))  # sent before that acknowledgement
@@ -365,3 +367,51 @@ def test_a_registration_heard_after_a_later_acknowledgement_changes_nothing(
     assert not [message for message, _ in lines if message.startswith("observed")]
     registered = [values for message, values in lines if message == "registered"]
     assert [values["active"] for values in registered] == [False, True]  # as now held
+
+
+def test_a_late_status_of_a_process_since_restarted_changes_nothing(
+    fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The worker restarts: the old process's last status, on the status queue, is heard
+    # after the new process registered (on the other queue). Played by the probe.
+    caplog.set_level(logging.INFO, logger="fireworks.monitor")
+    monitor = fleet.start_monitor()
+    publish, topology = fleet.probe.publish_as_worker, fleet.topology
+    t0 = datetime.now(UTC)
+    old, new = t0 - timedelta(hours=1), t0
+
+    def worker(active: bool, activity: int, seconds: float) -> Worker:
+        return Worker(
+            worker_id="w1",
+            active=active,
+            activity=activity,
+            timestamp=t0 + timedelta(seconds=seconds),
+        )
+
+    publish(Registration(state=worker(True, 0, 0), status_interval=STATUS_INTERVAL, started_at=old))
+    publish(Registration(state=worker(True, 0, 2), status_interval=STATUS_INTERVAL, started_at=new))
+    heard = (topology.register_queue, "valid")
+    wait_for(lambda: monitor.bus.counts().get(heard) == 2, 10, "both registrations heard")
+
+    late = worker(False, 40, 1)  # the old process, deactivated by hand before it went
+    publish(Status(seq=9, state=late, status_interval=STATUS_INTERVAL, started_at=old))
+    publish(
+        Status(seq=1, state=worker(True, 1, 3), status_interval=STATUS_INTERVAL, started_at=new)
+    )
+
+    def activity() -> int | None:
+        view = monitor.worker("w1")
+        return None if view is None or view.observed is None else view.observed.activity
+
+    wait_for(lambda: activity() == 1, 10, "the new process's status heard")
+
+    lines = said(caplog, "w1")
+    assert [message for message, _ in lines] == [
+        "registered",
+        "liveness new -> online",
+        "restarted",
+    ]
+    assert monitor.service.read(Registry.pending_commands) == []
+    view = monitor.worker("w1")
+    assert view is not None and view.observed is not None
+    assert (view.observed.active, view.started_at) == (True, new)

@@ -29,7 +29,9 @@ T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def good_status() -> Status:
-    return Status(seq=3, state=Worker(worker_id="w1", timestamp=T0), status_interval=2.0)
+    return Status(
+        seq=3, state=Worker(worker_id="w1", timestamp=T0), status_interval=2.0, started_at=T0
+    )
 
 
 def good_status_json() -> dict[str, Any]:
@@ -82,6 +84,7 @@ def assert_one_short_line(reason: str) -> None:
                 seq=4,
                 state=Worker(worker_id="w1", active=True, timestamp=T0, generation=9),
                 status_interval=2.0,
+                started_at=T0,
                 ack=Ack(
                     command_id=UUID("6b1f4a2e-8c1d-4f5e-9a7b-0c2d3e4f5a6b"),
                     generation=9,

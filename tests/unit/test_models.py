@@ -64,6 +64,7 @@ def status(with_ack: bool = False) -> Status:
         seq=42,
         state=worker(active=True, activity=11, generation=5),
         status_interval=0.5,
+        started_at=T0,
         ack=ack,
         sent_at=T0,
     )
@@ -367,7 +368,7 @@ def test_ack_diff_names_only_changeable_fields_and_printable_values(
 
 def test_nan_status_interval_is_rejected() -> None:
     with pytest.raises(ValidationError):
-        Status(seq=1, state=worker(), status_interval=float("nan"))
+        Status(seq=1, state=worker(), status_interval=float("nan"), started_at=T0)
 
 
 @pytest.mark.parametrize(

@@ -27,10 +27,9 @@ from hypothesis.stateful import (
 from pydantic import BaseModel, TypeAdapter
 
 from bus.codec import CONTENT_TYPE, MAX_BODY_BYTES, decode, encode
-from bus.connection import Bus, ChannelName, Delivery
+from bus.connection import Delivery
 from bus.errors import MAX_REASON, InvalidMessage
-from bus.settings import Settings
-from bus.topology import ECHO_KEY, Topology
+from bus.topology import ECHO_KEY
 from models.messages import (
     COMMAND,
     ECHO,
@@ -50,6 +49,7 @@ from models.worker_model import FLEET, MAX_COUNT, MIN_INTERVAL, FieldChange, Wor
 from monitor.monitor import MonitorService
 from monitor.registry import Heard, Registry, UnknownWorker
 from unit.fake_clock import WALL0, FakeClock
+from unit.offline import OfflineBus, offline_settings
 from workers.state import WorkerState
 from workers.worker import WorkerService
 
@@ -122,6 +122,7 @@ STATUSES = st.builds(
     seq=st.integers(min_value=0),
     state=WORKERS,
     status_interval=INTERVALS,
+    started_at=AWARE,
     ack=st.none() | ACKS,
     **envelope(),
 )
@@ -442,37 +443,6 @@ def test_reason_for_any_content_type_is_one_short_line(content_type: str) -> Non
 # -- the services' handlers, fed hostile deliveries (no broker) --------------------------------
 
 
-class OfflineBus(Bus):
-    """A Bus that never connects; what the services publish is kept, not sent."""
-
-    def __init__(self) -> None:
-        super().__init__(["amqp://guest:guest@127.0.0.1:1/%2F"], Topology("prop"), "prop")
-        self.published: list[tuple[str, BaseModel]] = []
-
-    def publish(
-        self,
-        channel: ChannelName,
-        exchange: str,
-        routing_key: str,
-        message: BaseModel,
-        *,
-        persistent: bool = True,
-        mandatory: bool = False,
-        expiration: float | None = None,
-    ) -> None:
-        self.published.append((routing_key, message))
-
-
-def offline_settings() -> Settings:
-    return Settings(
-        _env_file=None,
-        rabbitmq_url="amqp://guest:guest@127.0.0.1:1/%2F",
-        fireworks_namespace="prop",
-        fireworks_db="",
-        http_port=0,
-    )
-
-
 ME = "w1"
 # Routing keys a hostile publisher may use, built from real and random worker ids.
 SOME_IDS = st.sampled_from([ME, "w2", "ghost"]) | WORKER_IDS
@@ -557,7 +527,7 @@ def test_worker_command_handler_takes_or_refuses(
 # A routing key is the publisher's choice too (up to 255 bytes).
 def test_reason_for_a_long_spoofed_routing_key_is_one_short_line() -> None:
     monitor = MonitorService(offline_settings(), OfflineBus())
-    status = Status(seq=1, state=Worker(worker_id="w1"), status_interval=1.0)
+    status = Status(seq=1, state=Worker(worker_id="w1"), status_interval=1.0, started_at=WALL0)
     delivery = Delivery(encode(status), "prop.status", "status." + "x" * 240, CONTENT_TYPE)
     with pytest.raises(InvalidMessage) as caught:
         monitor.on_status(delivery)
@@ -786,6 +756,7 @@ class RegistryMachine(RuleBasedStateMachine):
             seq=1,
             state=self.state(worker_id, active, generation, activity),
             status_interval=SWEEP,
+            started_at=self.started[worker_id],
             ack=acked,
         )
         heard = self.registry.status(message)
@@ -833,6 +804,7 @@ class RegistryMachine(RuleBasedStateMachine):
             seq=1,
             state=self.state(worker_id, active, command.generation, 0),
             status_interval=SWEEP,
+            started_at=self.started[worker_id],
             ack=ack,
         )
         heard = self.registry.status(message)

@@ -12,7 +12,14 @@ import pytest
 from models.messages import Ack, Command, Goodbye, Outcome, Registration, Status
 from models.monitor_model import Liveness, Remembered, Wish
 from models.worker_model import FLEET, FieldChange, Worker, WorkerChanges
-from monitor.registry import LOST_AFTER_INTERVALS, Expired, Registry, Transition, UnknownWorker
+from monitor.registry import (
+    LOST_AFTER_INTERVALS,
+    Expired,
+    Heard,
+    Registry,
+    Transition,
+    UnknownWorker,
+)
 from unit.fake_clock import WALL0, FakeClock
 
 STARTED = datetime(2026, 3, 1, 11, 0, 0, tzinfo=UTC)
@@ -80,12 +87,14 @@ def status(
     seq: int = 1,
     sent_at: datetime | None = None,
     at: datetime = WALL0,
+    started_at: datetime = STARTED,
 ) -> Status:
     extra = {} if sent_at is None else {"sent_at": sent_at}
     return Status(
         seq=seq,
         state=state(worker_id, active, generation, at=at),
         status_interval=interval,
+        started_at=started_at,
         ack=ack,
         **extra,
     )
@@ -152,7 +161,7 @@ def test_status_from_an_unknown_worker_also_creates_it(registry: Registry) -> No
     assert heard.transition == Transition("w1", None, Liveness.ONLINE)
     assert heard.reconcile is None
     assert registry.worker("w1").desired_active is True
-    assert registry.worker("w1").started_at is None
+    assert registry.worker("w1").started_at == STARTED  # the status names its process
 
 
 def test_re_registration_of_an_online_worker_is_no_transition(registry: Registry) -> None:
@@ -223,6 +232,80 @@ def test_a_new_process_registration_is_taken_whatever_its_clock(registry: Regist
     assert heard.changed == {"active": FieldChange(old=True, new=False)}
     assert heard.observed == restarted.state
     assert heard.reconcile is not None and heard.reconcile.changes == WorkerChanges(active=True)
+
+
+def test_a_late_status_of_a_process_since_restarted_changes_nothing(
+    registry: Registry,
+) -> None:
+    # The old process's last report, on the status queue, is heard after its successor
+    # registered (on the other queue): the worker is what the new process said.
+    registry.register(registration("w1", active=True, started_at=STARTED))
+    later = STARTED + timedelta(minutes=5)
+    registry.register(registration("w1", active=False, started_at=later))
+    command = registry.pending_commands()[0]  # reconciling the new process to active
+
+    heard = registry.status(status("w1", active=True, seq=9, started_at=STARTED))
+
+    assert heard == Heard("w1")
+    assert registry.worker("w1").observed == state("w1", active=False)
+    assert registry.worker("w1").started_at == later
+    assert registry.pending_commands() == [command]
+    # The new process's own reports are taken as ever.
+    heard = registry.status(
+        status("w1", active=True, generation=command.generation, started_at=later)
+    )
+    assert heard.changed == {"active": FieldChange(old=False, new=True)}
+
+
+def test_a_late_acknowledgement_of_a_process_since_restarted_still_answers_its_command(
+    registry: Registry,
+) -> None:
+    # The old process applied the command and acknowledged it, then went; its successor
+    # registered (with a state of its own) before that acknowledgement was heard.
+    registry.register(registration("w1", active=False, started_at=STARTED))
+    command = registry.command("w1", WorkerChanges(active=True))
+    later = STARTED + timedelta(minutes=5)
+    assert registry.register(registration("w1", active=False, started_at=later)).reconcile is None
+
+    late = status("w1", True, command.generation, ack=applied(command), started_at=STARTED)
+    heard = registry.status(late)
+
+    assert heard.ack is not None and heard.ack.latency is not None  # answered, and timed
+    assert heard.changed == {}
+    assert registry.worker("w1").observed == state("w1", active=False)
+    # The new process does not do what is wanted: it is steered at once.
+    assert heard.reconcile is not None and heard.reconcile.changes == WorkerChanges(active=True)
+    assert registry.pending_commands() == [heard.reconcile]
+
+
+def test_a_new_process_heard_first_through_its_status_keeps_that_state(
+    registry: Registry,
+) -> None:
+    # Restarted, the worker finds the command held in its queue: it registers, applies
+    # it and acknowledges, and the monitor hears the acknowledgement first.
+    registry.register(registration("w1", active=False, started_at=STARTED))
+    command = registry.command("w1", WorkerChanges(active=True))
+    later = STARTED + timedelta(minutes=5)
+    obeyed = status(
+        "w1",
+        True,
+        command.generation,
+        ack=applied(command),
+        started_at=later,
+        at=WALL0 + timedelta(seconds=2),
+    )
+    assert registry.status(obeyed).changed == {"active": FieldChange(old=False, new=True)}
+
+    heard = registry.register(
+        registration("w1", False, started_at=later, at=WALL0 + timedelta(seconds=1))
+    )
+
+    assert heard.restarted is True
+    assert (heard.changed, heard.reconcile) == ({}, None)
+    assert heard.observed == registry.worker("w1").observed == obeyed.state
+    # And the old process's last report, later still, is known for what it is.
+    assert registry.status(status("w1", False, started_at=STARTED)).changed == {}
+    assert registry.worker("w1").observed == obeyed.state
 
 
 def test_view_lists_workers_sorted_with_fleet_desired(registry: Registry) -> None:
@@ -1243,10 +1326,15 @@ def test_a_goodbye_from_a_remembered_worker_makes_it_offline(clock: FakeClock) -
 
 
 def reported(
-    worker_id: str, activity: int, seconds: float, active: bool = True, seq: int = 1
+    worker_id: str,
+    activity: int,
+    seconds: float,
+    active: bool = True,
+    seq: int = 1,
+    started_at: datetime = STARTED,
 ) -> Status:
     """A status whose state carries `activity` stamped `seconds` after WALL0 by the
-    worker's own clock."""
+    worker's own clock, from the process started at `started_at`."""
     return Status(
         seq=seq,
         state=Worker(
@@ -1256,6 +1344,7 @@ def reported(
             timestamp=WALL0 + timedelta(seconds=seconds),
         ),
         status_interval=INTERVAL,
+        started_at=started_at,
     )
 
 
@@ -1323,7 +1412,7 @@ def test_activity_rate_starts_over_with_a_restarted_worker(
     )
     assert registry.register(restart).restarted is True
     assert registry.worker("w1").activity_rate is None  # the old process's rate is gone
-    registry.status(reported("w1", 3, 7, active=False, seq=1))
+    registry.status(reported("w1", 3, 7, active=False, seq=1, started_at=restart.started_at))
     assert registry.worker("w1").activity_rate == pytest.approx(1.5)
 
 
