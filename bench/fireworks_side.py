@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -47,6 +47,8 @@ from monitor.registry import Registry
 TARGET = "w0"
 # Ingest statuses claim a long interval, so no synthetic worker turns lost mid-run.
 INGEST_STATUS_INTERVAL = 60.0
+# And one process each, the same all run long.
+INGEST_STARTED = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class Monitor:
@@ -244,7 +246,7 @@ def status_bodies(workers: int, count: int, first_seq: int) -> list[tuple[str, b
                 timestamp=now + timedelta(milliseconds=n),
             ),
             status_interval=INGEST_STATUS_INTERVAL,
-            started_at=now,
+            started_at=INGEST_STARTED,
         )
         messages.append((Topology.status_key(worker_id), status.model_dump_json().encode()))
     return messages

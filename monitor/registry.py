@@ -159,6 +159,8 @@ class Registry:
         restarted = previous is not None and previous != process
         if previous is not None and restarted:
             record.former.append(previous)
+        if process in record.former:  # a registration redelivered (unacked when cut off)
+            record.former.remove(process)
         # Registrations and statuses travel on two queues: a status this process sent
         # after this (an acknowledgement right after a reconnect, say) may have come first.
         # Its older state is not taken: that would flip the view back and forth. Only the
@@ -183,14 +185,14 @@ class Registry:
 
     def status(self, message: Status) -> Heard:
         known = self._records.get(message.worker_id)
-        if known is not None and known.liveness is Liveness.OFFLINE:
-            # It said goodbye; this status was overtaken on the way (another queue).
-            # Only a registration brings a worker back.
-            return Heard(known.worker_id)
-        if known is not None and message.started_at in known.former:
-            # From a process its successor's registration has replaced, late on the other
-            # queue: its state is gone with it. Its acknowledgement still answers the
-            # command it applied, so that the successor is steered without waiting.
+        if known is not None and (
+            known.liveness is Liveness.OFFLINE or message.started_at in known.former
+        ):
+            # Overtaken on the way (statuses travel on another queue than registrations
+            # and goodbyes): the worker said goodbye, and only a registration brings it
+            # back; or its process has been replaced, as the successor's registration
+            # said. Its state is gone with it, but its acknowledgement still answers the
+            # command it applied (a successor is steered without waiting for an expiry).
             ack = None if message.ack is None else self._acknowledged(known, message)
             return Heard(known.worker_id, ack=ack, reconcile=self._reconcile(known))
         record, transition = self._heard(message.state, message.status_interval)
@@ -211,8 +213,8 @@ class Registry:
         record = self._records.get(message.worker_id)
         if record is None:
             return None
-        # A goodbye comes after its process's registration, on the same queue.
-        self._observe(record, message.state, record.started_at)
+        # A goodbye ends its process: whatever is heard of the worker next is newer.
+        self._observe(record, message.state, None)
         record.silent_since, record.last_seen_at = self.clock(), self.wall()
         return self._move(record, Liveness.OFFLINE)
 

@@ -218,6 +218,7 @@ def test_wrong_schema_version_is_rejected(
         pytest.param(goodbye, LIFECYCLE, ("sent_at",), id="sent_at"),
         pytest.param(registration, LIFECYCLE, ("started_at",), id="started_at"),
         pytest.param(status, STATUS, ("state", "timestamp"), id="state.timestamp"),
+        pytest.param(status, STATUS, ("started_at",), id="status.started_at"),
         pytest.param(command, COMMAND, ("sent_at",), id="command.sent_at"),
     ],
 )

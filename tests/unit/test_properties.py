@@ -663,7 +663,7 @@ class RegistryMachine(RuleBasedStateMachine):
         )
         self.issued: dict[UUID, Command] = {}
         self.awaited: dict[UUID, set[str]] = {}  # when issued
-        self.counted: set[tuple[UUID, str]] = set()  # acks that got a latency
+        self.counted: list[tuple[UUID, str]] = []  # acks that got a latency, in order
         self.highest = 0  # highest generation issued or reported by a worker
         self.started = {worker_id: WALL0 for worker_id in POOL}
 
@@ -760,20 +760,21 @@ class RegistryMachine(RuleBasedStateMachine):
             ack=acked,
         )
         heard = self.registry.status(message)
-        if was is Liveness.OFFLINE:  # only a registration brings it back
-            assert heard == Heard(worker_id)
+        if was is Liveness.OFFLINE:  # set aside: only a registration brings it back
+            assert (heard.transition, heard.changed, heard.observed) == (None, {}, None)
+            assert heard.reconcile is None
             assert self.known()[worker_id] is Liveness.OFFLINE
-            return
-        self.highest = max(self.highest, generation)
-        self.heard(heard, worker_id)
-        assert self.known()[worker_id] is Liveness.ONLINE
+        else:
+            self.highest = max(self.highest, generation)
+            self.heard(heard, worker_id)
+            assert self.known()[worker_id] is Liveness.ONLINE
         if acked is not None:
             assert heard.ack is not None and heard.ack.command_id == acked.command_id
             if heard.ack.latency is not None:
                 pair = (acked.command_id, worker_id)
                 assert pair not in self.counted, "an ack counted twice"
                 assert worker_id in awaited_before
-                self.counted.add(pair)
+                self.counted.append(pair)
             else:
                 assert worker_id not in awaited_before
             assert worker_id not in self.registry.awaiting(acked.command_id)
@@ -790,7 +791,7 @@ class RegistryMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def ack_again(self, data: st.DataObject) -> None:
         """The same acknowledgement once more (a redelivered command, a replay)."""
-        command_id, worker_id = data.draw(st.sampled_from(sorted(self.counted, key=str)))
+        command_id, worker_id = data.draw(st.sampled_from(self.counted))
         self.acknowledge(self.issued[command_id], worker_id)
 
     def acknowledge(self, command: Command, worker_id: str) -> None:
@@ -808,17 +809,17 @@ class RegistryMachine(RuleBasedStateMachine):
             ack=ack,
         )
         heard = self.registry.status(message)
-        if was is Liveness.OFFLINE:
-            assert heard.ack is None
-            return
-        self.highest = max(self.highest, command.generation)
-        self.heard(heard, worker_id)
+        if was is Liveness.OFFLINE:  # set aside, but the command is answered
+            assert heard.observed is None and self.known()[worker_id] is Liveness.OFFLINE
+        else:
+            self.highest = max(self.highest, command.generation)
+            self.heard(heard, worker_id)
         assert heard.ack is not None
         pair = (command.command_id, worker_id)
         assert (heard.ack.latency is not None) == awaited
         if awaited:
             assert pair not in self.counted, "an ack counted twice"
-            self.counted.add(pair)
+            self.counted.append(pair)
         assert worker_id not in self.registry.awaiting(command.command_id)
 
     @rule(worker_id=st.sampled_from(POOL))

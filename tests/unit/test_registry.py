@@ -257,6 +257,31 @@ def test_a_late_status_of_a_process_since_restarted_changes_nothing(
     assert heard.changed == {"active": FieldChange(old=False, new=True)}
 
 
+def test_reports_set_aside_do_not_keep_a_worker_online(
+    registry: Registry, clock: FakeClock
+) -> None:
+    registry.register(registration("w1", started_at=STARTED))
+    registry.register(registration("w1", started_at=STARTED + timedelta(minutes=5)))
+    for _ in range(4):  # only the old process is heard from: the new one is silent
+        clock.advance(2)
+        registry.status(status("w1", started_at=STARTED))
+    transitions, _ = sweep(registry)
+    assert transitions == [Transition("w1", Liveness.ONLINE, Liveness.LOST)]
+
+
+def test_registrations_redelivered_leave_the_newest_process_heard(registry: Registry) -> None:
+    # Registrations not acked when the connection dropped come again, in their order.
+    later = STARTED + timedelta(minutes=5)
+    for started_at in (STARTED, later, STARTED, later):
+        registry.register(registration("w1", active=False, started_at=started_at))
+
+    heard = registry.status(status("w1", active=True, started_at=later))
+
+    assert heard.changed == {"active": FieldChange(old=False, new=True)}
+    assert registry.status(status("w1", active=False, started_at=STARTED)).changed == {}
+    assert registry.worker("w1").observed == state("w1", active=True)
+
+
 def test_a_late_acknowledgement_of_a_process_since_restarted_still_answers_its_command(
     registry: Registry,
 ) -> None:
@@ -771,6 +796,27 @@ def test_status_sent_before_goodbye_but_processed_after_it_keeps_worker_offline(
 
     assert heard.transition is None
     assert registry.worker("w1").liveness is Liveness.OFFLINE
+
+
+def test_an_acknowledgement_overtaken_by_a_goodbye_still_answers_its_command(
+    registry: Registry,
+) -> None:
+    registry.register(registration("w1", active=False))
+    command = registry.command("w1", WorkerChanges(active=True))
+    registry.goodbye(Goodbye(state=state("w1", active=True, generation=command.generation)))
+
+    heard = registry.status(obeyed := status("w1", True, command.generation, ack=applied(command)))
+
+    assert heard.ack is not None and heard.ack.latency is not None
+    assert (heard.transition, heard.changed, heard.observed, heard.reconcile) == (
+        None,
+        {},
+        None,
+        None,
+    )
+    assert registry.pending_commands() == []
+    assert registry.worker("w1").liveness is Liveness.OFFLINE
+    assert obeyed.ack is not None
 
 
 def test_grace_resets_the_silence(registry: Registry, clock: FakeClock) -> None:
