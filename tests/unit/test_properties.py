@@ -9,6 +9,7 @@ every run. Each property's budget is set below; the whole file runs in well unde
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -47,7 +48,7 @@ from models.messages import (
 from models.monitor_model import Liveness
 from models.worker_model import FLEET, MAX_COUNT, MIN_INTERVAL, FieldChange, Worker, WorkerChanges
 from monitor.monitor import MonitorService
-from monitor.registry import Heard, Registry, UnknownWorker
+from monitor.registry import FORMER_PROCESSES, Heard, Registry, UnknownWorker
 from unit.fake_clock import WALL0, FakeClock
 from unit.offline import OfflineBus, offline_settings
 from workers.state import WorkerState
@@ -665,7 +666,10 @@ class RegistryMachine(RuleBasedStateMachine):
         self.awaited: dict[UUID, set[str]] = {}  # when issued
         self.counted: list[tuple[UUID, str]] = []  # acks that got a latency, in order
         self.highest = 0  # highest generation issued or reported by a worker
-        self.started = {worker_id: WALL0 for worker_id in POOL}
+        self.started = {worker_id: WALL0 for worker_id in POOL}  # each one's process now
+        # The processes of each worker that a later one's registration replaced, as far
+        # as the registry has heard (it keeps as many as FORMER_PROCESSES).
+        self.former: dict[str, deque[datetime]] = {}
 
     @initialize()
     def first_echo(self) -> None:
@@ -688,6 +692,25 @@ class RegistryMachine(RuleBasedStateMachine):
         else:  # one worker's command awaits it, whatever its liveness (its queue keeps it)
             assert awaiting == {command.target}
         self.awaited[command.command_id] = awaiting
+
+    def hearing(self, worker_id: str) -> datetime | None:
+        """Before the registry hears from `worker_id`: the process it holds for it. A worker
+        it does not know (yet, or any more) starts with no former processes."""
+        if worker_id not in self.known():
+            self.former[worker_id] = deque(maxlen=FORMER_PROCESSES)
+            return None
+        return self.registry.worker(worker_id).started_at
+
+    def registered(self, worker_id: str, before: datetime | None, process: datetime) -> None:
+        former = self.former[worker_id]
+        if before is not None and before != process:
+            former.append(before)
+        if process in former:
+            former.remove(process)
+
+    def replaced(self) -> list[str]:
+        """Known workers with processes replaced."""
+        return [w for w in POOL if w in self.known() and self.former.get(w)]
 
     def heard(self, heard: Heard, worker_id: str) -> None:
         assert heard.worker_id == worker_id
@@ -724,7 +747,9 @@ class RegistryMachine(RuleBasedStateMachine):
             started_at=self.started[worker_id],
         )
         self.highest = max(self.highest, generation)  # the registry takes it into account
+        before = self.hearing(worker_id)
         self.heard(self.registry.register(message), worker_id)
+        self.registered(worker_id, before, message.started_at)
         assert self.known()[worker_id] is Liveness.ONLINE
 
     @rule(
@@ -759,15 +784,17 @@ class RegistryMachine(RuleBasedStateMachine):
             started_at=self.started[worker_id],
             ack=acked,
         )
+        self.hearing(worker_id)
         heard = self.registry.status(message)
         if was is Liveness.OFFLINE:  # set aside: only a registration brings it back
             assert (heard.transition, heard.changed, heard.observed) == (None, {}, None)
             assert heard.reconcile is None
             assert self.known()[worker_id] is Liveness.OFFLINE
-        else:
+        else:  # the current process is heard as it is
             self.highest = max(self.highest, generation)
             self.heard(heard, worker_id)
             assert self.known()[worker_id] is Liveness.ONLINE
+            assert heard.observed == self.registry.worker(worker_id).observed == message.state
         if acked is not None:
             assert heard.ack is not None and heard.ack.command_id == acked.command_id
             if heard.ack.latency is not None:
@@ -808,6 +835,7 @@ class RegistryMachine(RuleBasedStateMachine):
             started_at=self.started[worker_id],
             ack=ack,
         )
+        self.hearing(worker_id)
         heard = self.registry.status(message)
         if was is Liveness.OFFLINE:  # set aside, but the command is answered
             assert heard.observed is None and self.known()[worker_id] is Liveness.OFFLINE
@@ -821,6 +849,53 @@ class RegistryMachine(RuleBasedStateMachine):
             assert pair not in self.counted, "an ack counted twice"
             self.counted.append(pair)
         assert worker_id not in self.registry.awaiting(command.command_id)
+
+    @precondition(lambda self: bool(self.replaced()))
+    @rule(data=st.data(), active=st.booleans())
+    def late_status(self, data: st.DataObject, active: bool) -> None:
+        """The last report of a process since replaced, heard after its successor's
+        registration (statuses travel on another queue): it changes nothing."""
+        worker_id = data.draw(st.sampled_from(self.replaced()))
+        process = data.draw(st.sampled_from(list(self.former[worker_id])))
+        before = self.registry.worker(worker_id)
+        message = Status(
+            seq=1,
+            state=self.state(worker_id, active, 0, 0),
+            status_interval=SWEEP,
+            started_at=process,
+        )
+        heard = self.registry.status(message)
+        assert (heard.transition, heard.changed, heard.observed, heard.ack) == (
+            None,
+            {},
+            None,
+            None,
+        )
+        self.heard(heard, worker_id)
+        after = self.registry.worker(worker_id)
+        assert (after.liveness, after.observed, after.last_seen_at, after.started_at) == (
+            before.liveness,
+            before.observed,
+            before.last_seen_at,
+            before.started_at,
+        )
+
+    @precondition(lambda self: bool(self.replaced()))
+    @rule(data=st.data())
+    def registrations_redelivered(self, data: st.DataObject) -> None:
+        """The last replaced process's registration and the current one's, again (not yet
+        acked when the monitor's connection dropped): the current process is still heard."""
+        worker_id = data.draw(st.sampled_from(self.replaced()))
+        for process in (self.former[worker_id][-1], self.started[worker_id]):
+            message = Registration(
+                state=self.state(worker_id, False, 0, 0),
+                status_interval=SWEEP,
+                started_at=process,
+            )
+            before = self.hearing(worker_id)
+            self.heard(self.registry.register(message), worker_id)
+            self.registered(worker_id, before, process)
+        assert self.registry.worker(worker_id).started_at == self.started[worker_id]
 
     @rule(worker_id=st.sampled_from(POOL))
     def goodbye(self, worker_id: str) -> None:
