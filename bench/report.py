@@ -448,6 +448,8 @@ Fireworks' topology (the consumer a process of its own). Each side notes
 passes the same points, by wrapping the methods that pass them; every leg is the median
 over {plan.round_trips} round trips, then over runs, so the legs need not add up to the
 whole. Raw pika has no thread to hand over to: its round trip starts at publishing.
+Where each process's CPU goes, by thread and function, is `python -m bench.profile`'s
+(py-spy; run by hand, not part of this run).
 
 ## How each figure is taken
 

@@ -7,6 +7,7 @@ import pytest
 
 from bench.common import Plan, percentile, spread
 from bench.legs import legs
+from bench.profile import read, table
 from bench.report import legs_table, summarise
 
 
@@ -89,3 +90,27 @@ def test_idle_cpu_is_the_mean_of_the_windows_and_rss_their_median() -> None:
     medians = summarise(Plan.quick(3), [], windows, {})["median"]
     assert medians["footprint.monitor_cpu_pct"] == pytest.approx(0.4)  # a burst counts
     assert medians["footprint.monitor_rss_mb"] == pytest.approx(61.0)
+
+
+def test_a_profile_counts_samples_by_thread_and_by_function_once_per_stack() -> None:
+    raw = [
+        "thread (0x1): Thread-1 (run);run (bus/connection.py:283);f (m.py:10);f (m.py:12) 2\n",
+        "thread (0x4): Thread-12 (run);run (bus/connection.py:283);f (m.py:10) 1\n",
+        "thread (0x2): history-writer;run (store.py:9);write (store.py:20) 1\n",
+        "thread (0x3): ;idle (x.py:1) 2\n",
+        "\n",
+    ]
+    profile = read(raw)
+    assert profile.samples == 6
+    # Threads of a kind (numbered by Python) are one row.
+    assert profile.threads == {"Thread (run)": 3, "history-writer": 1, "(unnamed)": 2}
+    # Line numbers are dropped: a function is one row, counted once per stack it is on.
+    assert profile.own["f (m.py)"] == 3
+    assert profile.inclusive["f (m.py)"] == 3
+    assert profile.inclusive["run (bus/connection.py)"] == 3
+    rows = table("monitor", profile, top=2).splitlines()
+    assert rows[0] == "### monitor: 6 samples"
+    assert "| Thread (run) | 50.0 |" in rows
+    assert "| `f (m.py)` | 50.0 | 50.0 |" in rows
+    assert "| `idle (x.py)` | 33.3 | 33.3 |" in rows
+    assert not any("write (store.py)" in row for row in rows)  # beyond the top 2
