@@ -96,7 +96,7 @@ class Status(Envelope):
     state: Worker
     status_interval: StatusInterval
     # The sending process, as its Registration gave it: a late report of a process that
-    # has been succeeded tells nothing of the worker now.
+    # has been replaced tells nothing of the worker now.
     started_at: AwareDatetime
     ack: Ack | None = None
 

@@ -76,7 +76,7 @@ class _Record:
     desired: bool | None = None
     observed: Worker | None = None
     started_at: datetime | None = None
-    # The process whose report `observed` is, and the processes a later one succeeded.
+    # The process whose report `observed` is, and the processes later ones replaced.
     observed_from: datetime | None = None
     former: deque[datetime] = field(default_factory=lambda: deque(maxlen=FORMER_PROCESSES))
     pending: UUID | None = None
