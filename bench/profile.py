@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -108,7 +109,7 @@ def run(kind: str, workers: int, seconds: int, url: str, workdir: Path) -> str:
     try:
         hosts.grow(workers)
         monitor.wait_fleet(workers)
-        flip = iter(range(10**9))
+        flip = itertools.count()
 
         def once() -> None:
             active = next(flip) % 2 == 1

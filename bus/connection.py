@@ -77,11 +77,9 @@ def expiration_ms(seconds: float) -> str:
 
 
 def _reason(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}".strip().rstrip(":")
-    cause = _cause(error)
-    if cause is not None:  # `AMQPConnectionError: ConnectionRefusedError: [Errno 111] …`
-        text = f"{type(error).__name__}: {_reason(cause)}"
-    return text[:300]
+    cause = _cause(error)  # `AMQPConnectionError: ConnectionRefusedError: [Errno 111] …`
+    said = str(error) if cause is None else _reason(cause)
+    return f"{type(error).__name__}: {said}".strip().rstrip(":")[:300]
 
 
 def _cause(error: BaseException) -> BaseException | None:

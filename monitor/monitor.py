@@ -203,7 +203,8 @@ class MonitorService:
             with self.lock:
                 heard = self.registry.register(message)
             # As the monitor holds it: a status may have overtaken the registration.
-            state = message.state if heard.observed is None else heard.observed
+            state = heard.observed
+            assert state is not None  # a registration is taken or overtaken, never set aside
             self._emit(
                 EventKind.REGISTERED,
                 message.worker_id,

@@ -85,6 +85,18 @@ class _Record:
     # The report the rate is measured from: one a status interval or more before the last.
     rate_from: Worker | None = None
 
+    def registered(self, process: datetime) -> bool:
+        """The process a registration names is the worker's now; returns whether it
+        replaced another (a restart), which is remembered as replaced. A replaced process
+        registering again (a redelivery of registrations not acked) is current again."""
+        previous, self.started_at = self.started_at, process
+        if process in self.former:
+            self.former.remove(process)
+        if previous is None or previous == process:
+            return False
+        self.former.append(previous)
+        return True
+
     def view(self) -> WorkerView:
         return WorkerView(
             worker_id=self.worker_id,
@@ -155,12 +167,7 @@ class Registry:
     def register(self, message: Registration) -> Heard:
         record, transition = self._heard(message.state, message.status_interval)
         process = message.started_at
-        previous, record.started_at = record.started_at, process
-        restarted = previous is not None and previous != process
-        if previous is not None and restarted:
-            record.former.append(previous)
-        if process in record.former:  # a registration redelivered (unacked when cut off)
-            record.former.remove(process)
+        restarted = record.registered(process)
         # Registrations and statuses travel on two queues: a status this process sent
         # after this (an acknowledgement right after a reconnect, say) may have come first.
         # Its older state is not taken: that would flip the view back and forth. Only the

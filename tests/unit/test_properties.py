@@ -703,10 +703,10 @@ class RegistryMachine(RuleBasedStateMachine):
 
     def registered(self, worker_id: str, before: datetime | None, process: datetime) -> None:
         former = self.former[worker_id]
-        if before is not None and before != process:
-            former.append(before)
         if process in former:
             former.remove(process)
+        if before is not None and before != process:
+            former.append(before)
 
     def replaced(self) -> list[str]:
         """Known workers with processes replaced."""
