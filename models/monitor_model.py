@@ -86,6 +86,12 @@ class Sample(Frozen):
     activity: int
 
 
+class WorkerSample(Sample):
+    """A sample of the fleet's history: whose it is, too."""
+
+    worker_id: WorkerId
+
+
 class FleetView(Frozen):
     fleet_desired_active: bool | None
     workers: list[WorkerView]

@@ -26,7 +26,7 @@ from bus.errors import SettingsError
 from bus.logs import fields
 from models.api_model import AckReport, CommandResult, Commands, Health, WorkerHistory
 from models.messages import Outcome
-from models.monitor_model import EventKind, FleetEvent, FleetView, WorkerView
+from models.monitor_model import EventKind, FleetEvent, FleetView, WorkerSample, WorkerView
 from models.worker_model import FLEET
 from monitor.metrics import Metrics
 from monitor.monitor import MonitorService
@@ -329,6 +329,21 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
         if store is None:
             raise HTTPException(404, HISTORY_OFF)
         return await asyncio.to_thread(store.events, since, until, worker, limit)
+
+    @app.get(
+        "/api/samples",
+        response_model=list[WorkerSample],
+        dependencies=reads,
+        responses={404: {"description": HISTORY_OFF}},
+    )
+    async def samples(
+        since: Since = None, until: Until = None, worker: str | None = None, limit: Limit = 1000
+    ) -> list[WorkerSample]:
+        """Activity samples, the newest `limit` in the range, oldest first: the whole
+        fleet's in one read (the dashboard's charts), or one worker's."""
+        if store is None:
+            raise HTTPException(404, HISTORY_OFF)
+        return await asyncio.to_thread(store.samples, worker, since, until, limit)
 
     @app.get(
         "/api/stream",

@@ -26,8 +26,8 @@ from models.monitor_model import (
     FleetEvent,
     Liveness,
     Remembered,
-    Sample,
     Wish,
+    WorkerSample,
 )
 from models.worker_model import FLEET, utc_now
 
@@ -275,17 +275,27 @@ class HistoryStore:
 
     def samples(
         self,
-        worker_id: str,
+        worker_id: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 5000,
-    ) -> list[Sample]:
-        rows = self._read(
-            "SELECT at, active, activity FROM samples WHERE worker_id = ? AND at >= ? "
-            "AND at <= ? ORDER BY at DESC LIMIT ?",
-            (worker_id, _iso(since) if since else "", _iso(until) if until else "~", limit),
+    ) -> list[WorkerSample]:
+        """The newest `limit` samples in the range, oldest first: one worker's, or the
+        fleet's. Found worker by worker, through the samples' index: every sample's worker
+        is in `workers` (written with it, pruned after its last), and the join goes that
+        way round (CROSS JOIN), else SQLite would read every sample ever kept."""
+        query = (
+            "SELECT samples.worker_id, at, active, activity FROM workers CROSS JOIN samples "
+            "ON samples.worker_id = workers.worker_id WHERE at >= ? AND at <= ?"
         )
-        return [Sample(at=at, active=bool(a), activity=n) for at, a, n in reversed(rows)]
+        args: list[Any] = [_iso(since) if since else "", _iso(until) if until else "~"]
+        if worker_id is not None:
+            query, args = query + " AND workers.worker_id = ?", [*args, worker_id]
+        rows = self._read(query + " ORDER BY at DESC LIMIT ?", (*args, limit))
+        return [
+            WorkerSample(worker_id=worker, at=at, active=bool(active), activity=activity)
+            for worker, at, active, activity in reversed(rows)
+        ]
 
     def known(self, worker_id: str) -> bool:
         return bool(self._read("SELECT 1 FROM workers WHERE worker_id = ?", (worker_id,)))

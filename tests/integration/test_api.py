@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from models.api_model import Commands, WorkerHistory
 from models.messages import Command
-from models.monitor_model import FleetEvent, FleetView, WorkerView
+from models.monitor_model import FleetEvent, FleetView, Sample, WorkerSample, WorkerView
 from models.worker_model import FLEET, WorkerChanges
 
 WORKERS = ("w1", "w2")
@@ -311,6 +311,8 @@ def test_post_for_an_unknown_worker_is_404_and_sends_nothing(api: httpx.Client) 
         ("GET", "/api/events?since=0001-01-01T00:00:00%2B01:00", "since"),
         ("GET", "/api/events?until=9999-12-31T23:59:59-01:00", "until"),
         ("GET", "/api/workers/w1/history?until=9999-12-31T23:59:59-01:00", "until"),
+        ("GET", "/api/samples?since=yesterday", "since"),
+        ("GET", "/api/samples?limit=10001", "limit"),
     ],
 )
 def test_bad_requests_are_422_naming_the_parameter(
@@ -461,6 +463,39 @@ def test_history_of_an_active_worker_has_rising_samples_and_its_events(
     assert recent.samples and all(s.at >= since for s in recent.samples)
     assert len(history(limit="1").events) == 1
     assert api.get("/api/workers/nobody/history").status_code == 404
+
+
+def test_the_fleets_samples_are_one_read_filtered_by_worker_and_by_time(
+    api: httpx.Client,
+) -> None:
+    def samples(**params: str) -> list[WorkerSample]:
+        found = api.get("/api/samples", params={"limit": "10000", **params})
+        assert found.status_code == 200, found.text
+        return [WorkerSample.model_validate(s) for s in found.json()]
+
+    def of_both() -> list[WorkerSample] | None:
+        found = samples()
+        return found if {"w1", "w2"} <= {s.worker_id for s in found} else None
+
+    # The history writes in the order it heard: all up to its newest sample is on disk,
+    # and reads up to that moment agree. (Other tests' workers may be forgotten, and
+    # their samples with them, meanwhile: only w1's and w2's are compared.)
+    until = iso(wait_for(of_both, 15, "samples of w1 and w2")[-1].at)
+    everything = samples(until=until)
+    assert [s.at for s in everything] == sorted(s.at for s in everything)
+    for worker_id in ("w1", "w2"):
+        own = [s for s in everything if s.worker_id == worker_id]
+        assert own and samples(worker=worker_id, until=until) == own
+        history = api.get(f"/api/workers/{worker_id}/history", params={"until": until})
+        assert [Sample.model_validate(s) for s in history.json()["samples"]] == [
+            Sample(at=s.at, active=s.active, activity=s.activity) for s in own
+        ]
+        assert samples(worker=worker_id, until=until, limit="1") == own[-1:]
+        middle = own[len(own) // 2].at
+        assert samples(worker=worker_id, since=iso(middle), until=until) == [
+            s for s in own if s.at >= middle
+        ]
+    assert samples(worker="nobody") == []
 
 
 def test_events_filter_by_worker_and_by_time(api: httpx.Client) -> None:

@@ -272,6 +272,38 @@ def test_samples_filter_by_time_and_limit_keeps_the_latest(store: HistoryStore) 
     assert store.samples("nobody") == []
 
 
+def test_the_fleets_samples_are_read_at_once_in_time_order(store: HistoryStore) -> None:
+    for step in range(4):
+        store.sample("w2", at(step * 5), active=False, activity=0)
+        store.sample("w10", at(step * 5 + 1), active=True, activity=step)
+    store._flush()
+    fleet = store.samples()
+    assert [(s.worker_id, s.at) for s in fleet] == sorted(
+        ((s.worker_id, s.at) for s in fleet), key=lambda pair: pair[1]
+    )
+    assert [s.worker_id for s in fleet] == ["w2", "w10"] * 4
+    assert [s for s in fleet if s.worker_id == "w10"] == store.samples("w10")
+    # The newest of the fleet's, whoever's they are; then a window of time.
+    assert [(s.worker_id, s.at) for s in store.samples(limit=3)] == [
+        ("w10", at(11)),
+        ("w2", at(15)),
+        ("w10", at(16)),
+    ]
+    window = store.samples(since=at(6), until=at(15))
+    assert [s.at for s in window] == [at(6), at(10), at(11), at(15)]
+
+
+def test_the_fleets_samples_are_found_through_their_index(store: HistoryStore) -> None:
+    # Not a scan of every sample ever kept: the dashboard reads the newest every 5 s.
+    asked: list[str] = []
+    store._reader.set_trace_callback(asked.append)
+    store.samples(since=at(0), limit=10)
+    [query] = asked
+    plan = [str(row[-1]) for row in store._reader.execute("EXPLAIN QUERY PLAN " + query)]
+    assert any("INDEX samples_worker_at (worker_id=? AND at>? AND at<?)" in step for step in plan)
+    assert "SCAN samples" not in plan, plan
+
+
 # -- desired state ---------------------------------------------------------------------
 
 
