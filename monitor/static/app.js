@@ -4,15 +4,19 @@
 //
 // Pushed, not polled: the stream's `fleet` event replaces the whole state; every later
 // event is applied at once and the worker it names is then re-read (GET
-// /api/workers/{id}) for exact numbers. Only /healthz is asked every HEALTH_EVERY_MS.
+// /api/workers/{id}) for exact numbers. Asked periodically: /healthz every
+// HEALTH_EVERY_MS, and the fleet's new activity samples (one read for all workers) every
+// ACTIVITY_EVERY_MS. Drawing is once per frame, whatever the events: a fleet of hundreds
+// sends hundreds of events per command.
 
 const WINDOW_MS = 15 * 60 * 1000; // how much history the charts show
 const HEALTH_EVERY_MS = 10_000;
 const GAP_MS = 20_000; // samples further apart than this break the rate line
 const REFETCH_DELAY_MS = 150; // events for one worker come in bursts: read it once
-const HISTORY_EVERY_MS = 2_000; // at most this often per worker
 const FOLLOW_UP_MS = [2_500, 6_000]; // after a (re)connect: see onStreamEvent
 const ACTIVITY_EVERY_MS = 5_000; // the history's sample interval: see readActivity
+const SAMPLES_PAGE = 10_000; // the API's largest limit: see fetchSamples
+const SAMPLES_LAG_MS = 5_000; // see readSamples
 const FLEET = "all";
 const EVENT_KINDS = [
   "registered",
@@ -233,6 +237,7 @@ const streamedAs = new WeakMap(); // event -> its number in the stream
 function applyView(view, seq) {
   const id = view.worker_id;
   if ((state.applied.get(id) ?? -1) > seq) return;
+  if (!state.workers.has(id)) fleetChanged();
   state.applied.set(id, seq);
   state.workers.set(id, view);
   state.fetchedAt.set(id, Date.now());
@@ -249,6 +254,7 @@ function replaceFleet(fleet) {
 }
 
 function forget(id) {
+  fleetChanged();
   state.workers.delete(id);
   state.fetchedAt.delete(id);
   state.applied.delete(id);
@@ -339,15 +345,17 @@ function reread(id, { settle = true } = {}) {
 }
 
 /**
- * Activity, its rate and the rate chart change with every status report, and the stream
- * carries changes, not reports: while a worker is active they are read again, at the
- * pace the history takes samples.
+ * Activity, its rate and the charts change with every status report, and the stream
+ * carries changes, not reports: the fleet's new samples are read at the pace the history
+ * takes them and, while a worker is active, the fleet's views with them.
  */
 function readActivity() {
+  if (!state.live) return;
+  readSamples();
   const working = [...state.workers.values()].some(
     (view) => view.liveness === "online" && view.observed?.active,
   );
-  if (state.live && working) reread(FLEET, { settle: false });
+  if (working) reread(FLEET, { settle: false });
 }
 
 function longestInterval() {
@@ -363,13 +371,7 @@ async function flushReads() {
     if (ids.includes(FLEET) || ids.length > 8) {
       const views = await api.json("api/workers");
       const seen = new Set(views.map((v) => v.worker_id));
-      for (const view of views) {
-        const known = state.workers.has(view.worker_id);
-        applyView(view, seq);
-        if (!known || ids.includes(FLEET) || ids.includes(view.worker_id)) {
-          loadHistory(view.worker_id, { full: !known });
-        }
-      }
+      for (const view of views) applyView(view, seq);
       for (const id of [...state.workers.keys()]) {
         if (!seen.has(id) && (state.applied.get(id) ?? -1) < seq) forget(id);
       }
@@ -392,7 +394,6 @@ async function readWorker(id, seq) {
       throw error;
     }
   }
-  loadHistory(id);
 }
 
 async function readHealth() {
@@ -408,49 +409,73 @@ async function readHealth() {
   renderSummary();
 }
 
-const historyTimers = new Map();
-const historyReadAt = new Map();
+let newestSample = null; // monitor time (ms) of the newest sample held
+let samplesReading = null; // the read under way: one at a time
 
-/** The worker's activity samples, from the last one we have (all of the window at first). */
-function loadHistory(id, { full = false } = {}) {
-  if (state.historyOff) return;
-  const wait = (historyReadAt.get(id) ?? 0) + HISTORY_EVERY_MS - Date.now();
-  if (!full && wait > 0) {
-    if (!historyTimers.has(id)) {
-      historyTimers.set(id, setTimeout(() => {
-        historyTimers.delete(id);
-        loadHistory(id);
-      }, wait));
+/**
+ * The fleet's activity samples: all of the window when `full` (a new stream), else those
+ * since the newest held. The history writes once a second, in the order it heard, so a
+ * sample lands on disk after newer ones only if the clock went back: the reads overlap by
+ * SAMPLES_LAG_MS, and what is held already is not taken twice.
+ */
+async function readSamples({ full = false } = {}) {
+  if (!full && (samplesReading || state.historyOff)) return; // the next tick reads on
+  while (samplesReading) await samplesReading;
+  samplesReading = readSamplesNow(full).finally(() => {
+    samplesReading = null;
+  });
+  await samplesReading;
+}
+
+async function readSamplesNow(full) {
+  const fromNewest = !full && newestSample !== null;
+  const since = fromNewest ? newestSample - SAMPLES_LAG_MS : clock.now() - WINDOW_MS;
+  let found;
+  try {
+    found = await fetchSamples(since);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404 && /history is off/.test(error.message)) {
+      state.historyOff = true;
+      scheduleCharts();
     }
     return;
   }
-  historyReadAt.set(id, Date.now());
-  const have = state.samples.get(id) ?? [];
-  const since = full || have.length === 0 ? clock.now() - WINDOW_MS : have[have.length - 1].t;
-  const path =
-    `api/workers/${encodeURIComponent(id)}/history` +
-    `?since=${encodeURIComponent(new Date(since).toISOString())}&limit=1000`;
-  api
-    .json(path)
-    .then((history) => {
-      const fresh = history.samples.map((s) => ({
-        t: Date.parse(s.at),
-        active: s.active,
-        activity: s.activity,
-      }));
-      const known = full ? [] : state.samples.get(id) ?? [];
-      const last = known.length ? known[known.length - 1].t : -Infinity;
-      const oldest = clock.now() - WINDOW_MS - GAP_MS;
-      const merged = known.concat(fresh.filter((s) => s.t > last)).filter((s) => s.t >= oldest);
-      if (state.workers.has(id)) state.samples.set(id, merged);
-      scheduleCharts();
-    })
-    .catch((error) => {
-      if (error instanceof ApiError && error.status === 404 && /history is off/.test(error.message)) {
-        state.historyOff = true;
-        scheduleCharts();
-      }
-    });
+  const fresh = new Map(); // worker_id -> its samples, oldest first
+  for (const s of found) {
+    if (!fresh.has(s.worker_id)) fresh.set(s.worker_id, []);
+    const samples = fresh.get(s.worker_id);
+    const t = Date.parse(s.at);
+    if (samples.length && samples[samples.length - 1].t >= t) continue; // two pages' seam
+    samples.push({ t, active: s.active, activity: s.activity });
+  }
+  if (!fromNewest) {
+    state.samples.clear();
+    newestSample = null;
+  }
+  const oldest = clock.now() - WINDOW_MS - GAP_MS;
+  for (const [id, samples] of fresh) {
+    // Kept for workers not in view yet too: their view may come after their samples.
+    const known = state.samples.get(id) ?? [];
+    const last = known.length ? known[known.length - 1].t : -Infinity;
+    state.samples.set(id, known.concat(samples.filter((s) => s.t > last)).filter((s) => s.t >= oldest));
+    newestSample = Math.max(newestSample ?? -Infinity, samples[samples.length - 1].t);
+  }
+  scheduleCharts();
+}
+
+/** Samples since `since`, oldest first: the API answers the newest SAMPLES_PAGE of a
+ *  range, so a full page is followed by the one before it. */
+async function fetchSamples(since) {
+  const pages = [];
+  let until = null;
+  for (;;) {
+    let path = `api/samples?since=${encodeURIComponent(new Date(since).toISOString())}&limit=${SAMPLES_PAGE}`;
+    if (until !== null) path += `&until=${encodeURIComponent(until)}`;
+    const page = await api.json(path);
+    pages.unshift(page);
+    if (page.length < SAMPLES_PAGE || page[0].at === until) return pages.flat();
+    until = page[0].at; // in both pages: readSamplesNow keeps it once
+  }
 }
 
 function eventKey(event) {
@@ -493,7 +518,7 @@ function onStreamEvent(kind, data) {
     state.everLive = true;
     readHealth();
     loadEvents();
-    for (const id of state.workers.keys()) loadHistory(id, { full: true });
+    readSamples({ full: true });
     // A monitor that just started learns of running workers from their status reports,
     // and the stream has no event for that: read the fleet again once it has heard them.
     for (const delay of FOLLOW_UP_MS) {
@@ -509,8 +534,7 @@ function onStreamEvent(kind, data) {
   applyEvent(payload);
   remember(payload);
   if (payload.worker_id) reread(payload.worker_id);
-  render();
-  renderEvents();
+  render(payload.worker_id ?? FLEET);
   if (kind === "acknowledged") scheduleCharts();
 }
 
@@ -554,13 +578,29 @@ function setData(node, key, value) {
   if (node.dataset[key] !== value) node.dataset[key] = value;
 }
 
+const collator = new Intl.Collator(undefined, { numeric: true }); // w2 before w10
+
 function byId(a, b) {
-  return a.localeCompare(b, undefined, { numeric: true });
+  return collator.compare(a, b);
 }
 
+let colors = null; // worker_id -> its colour; null when the fleet changed
+
+/** A worker came or went: the colours move, and every row is drawn again with its own. */
+function fleetChanged() {
+  colors = null;
+  drawAll = true;
+}
+
+/** The fleet's ids in order, each with a colour: the palette's, then hues apart. */
 function colorOf(id) {
-  const ids = [...state.workers.keys()].sort(byId);
-  return PALETTE[Math.max(0, ids.indexOf(id)) % PALETTE.length];
+  if (colors === null) {
+    const ids = [...state.workers.keys()].sort(byId);
+    colors = new Map(
+      ids.map((worker, i) => [worker, PALETTE[i] ?? `hsl(${Math.round(i * 137.508) % 360} 65% 40%)`]),
+    );
+  }
+  return colors.get(id) ?? PALETTE[0];
 }
 
 function rowFor(id) {
@@ -594,9 +634,11 @@ function rowFor(id) {
   scheduleCharts();
   // Rows never move once placed (a moved row would lose the keyboard focus): a new one
   // goes in before the first row that sorts after it.
-  const body = $("#worker-rows");
-  const after = [...rows.keys()].filter((other) => byId(other, id) > 0).sort(byId)[0];
-  body.insertBefore(tr, after === undefined ? null : rows.get(after).tr);
+  let after = null; // the first row that sorts after this one
+  for (const other of rows.keys()) {
+    if (byId(other, id) > 0 && (after === null || byId(other, after) < 0)) after = other;
+  }
+  $("#worker-rows").insertBefore(tr, after === null ? null : rows.get(after).tr);
   return row;
 }
 
@@ -646,13 +688,29 @@ function renderRow(view) {
   }
 }
 
-function render() {
+const dirty = new Set(); // workers whose row is to be drawn again
+let drawAll = false;
+let renderFrame = null;
+
+/** Draw the page again on the next frame: `id`'s row (if it names a worker) or all. */
+function render(id = null) {
+  if (id === null) drawAll = true;
+  else dirty.add(id);
+  if (renderFrame === null) renderFrame = requestAnimationFrame(renderNow);
+}
+
+function renderNow() {
+  renderFrame = null;
+  const all = drawAll;
+  const ids = all ? [...state.workers.keys()] : [...dirty].filter((id) => state.workers.has(id));
+  drawAll = false;
+  dirty.clear();
   renderBanner();
   renderSummary();
-  const ids = [...state.workers.keys()];
   for (const id of ids) renderRow(state.workers.get(id));
-  $("#no-workers").hidden = ids.length > 0 || !state.everLive;
-  renderTimes();
+  $("#no-workers").hidden = state.workers.size > 0 || !state.everLive;
+  if (all) renderTimes(); // else the next tick does (every second)
+  renderEvents();
 }
 
 function renderBanner() {
@@ -804,15 +862,23 @@ function notice(text, problem = false) {
 // -- charts -------------------------------------------------------------------------------
 
 const SVG_NS = "http://www.w3.org/2000/svg";
-let chartFrame = null;
+// The charts span minutes: drawn at most this often, however many acknowledgements
+// come in meanwhile (a fleet's come in hundreds).
+const CHARTS_EVERY_MS = 1000;
+let chartsDue = false;
+let chartsDrawnAt = -Infinity;
 
 function scheduleCharts() {
-  if (chartFrame === null) {
-    chartFrame = requestAnimationFrame(() => {
-      chartFrame = null;
+  if (chartsDue) return;
+  chartsDue = true;
+  const wait = Math.max(0, chartsDrawnAt + CHARTS_EVERY_MS - performance.now());
+  setTimeout(() => {
+    requestAnimationFrame(() => {
+      chartsDue = false;
+      chartsDrawnAt = performance.now();
       drawCharts();
     });
-  }
+  }, wait);
 }
 
 function svg(name, attributes = {}, text = null) {
@@ -1029,6 +1095,18 @@ function percentile(sorted, p) {
   return sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)];
 }
 
+/** Where `value` goes in ascending `sorted`: before the first that is not smaller. */
+function sortedIndex(sorted, value) {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid] < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 const BIN_EDGES = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000];
 
 function drawLatencyCharts() {
@@ -1069,15 +1147,19 @@ function drawLatencyOverTime(t0, t1, sorted) {
     dots.append(svg("circle", { class: "ack", cx: x(l.t).toFixed(1), cy: y(l.ms).toFixed(1), r: 2.5 }));
   }
   node.append(dots);
-  // Percentiles over time: at each acknowledgement, those of the minute up to it.
+  // Percentiles over time: at each acknowledgement, those of the minute up to it (kept
+  // sorted as it slides: sorting each minute again was quadratic in a fleet's acks).
   const byTime = [...state.latencies].sort((a, b) => a.t - b.t);
-  for (const [name, p] of [["p50", 0.5], ["p95", 0.95]]) {
-    let from = 0;
-    const points = byTime.map((l, i) => {
-      while (byTime[from].t < l.t - 60_000) from++;
-      const recent = byTime.slice(from, i + 1).map((r) => r.ms).sort((a, b) => a - b);
-      return { t: l.t, v: percentile(recent, p) };
-    });
+  const minute = [];
+  const lines = { p50: [], p95: [] };
+  let from = 0;
+  for (const l of byTime) {
+    minute.splice(sortedIndex(minute, l.ms), 0, l.ms);
+    while (byTime[from].t < l.t - 60_000) minute.splice(sortedIndex(minute, byTime[from++].ms), 1);
+    lines.p50.push({ t: l.t, v: percentile(minute, 0.5) });
+    lines.p95.push({ t: l.t, v: percentile(minute, 0.95) });
+  }
+  for (const [name, points] of Object.entries(lines)) {
     if (points.length) {
       node.append(svg("path", { class: `percentile ${name}`, d: pathOf(points, x, y), "data-points": String(points.length) }));
     }

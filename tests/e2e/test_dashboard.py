@@ -3,8 +3,9 @@ Playwright) against a real `fireworks monitor` process and real worker processes
 session broker. What the page shows is checked against the API and the workers' own logs.
 
 The tests share one fleet and one page and run in file order, as an operator would use
-it: look, steer one worker, steer the fleet, lose a worker, lose the monitor. Every wait
-is bounded (Playwright's expect / wait_for_function, the harness's wait_for).
+it: look, steer one worker, steer the fleet, lose a worker, lose the monitor. Then, each
+with a monitor of its own: one with an API token, and one with a fleet of hundreds. Every
+wait is bounded (Playwright's expect / wait_for_function, the harness's wait_for).
 
 Chromium: /usr/bin/chromium (`apt-get install chromium`), or FIREWORKS_CHROMIUM. Without
 it, or without the playwright package, the tests are skipped locally and fail under CI.
@@ -20,18 +21,23 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from harness import (
     MonitorProcess,
+    Probe,
     ProcessFleet,
     logged,
     real_active,
     wait_for,
 )
 from proxy import Proxy
+
+from models.messages import Registration, Status
+from models.worker_model import Worker
 
 CHROMIUM = Path(os.environ.get("FIREWORKS_CHROMIUM", "/usr/bin/chromium"))
 HAVE_PLAYWRIGHT = importlib.util.find_spec("playwright") is not None
@@ -476,5 +482,66 @@ def test_a_monitor_with_a_token_makes_the_page_ask_for_it(
             'fireworks_workers{liveness="online"} 1', timeout=BOUND_MS
         )
     finally:
+        context.close()
+        fleet.close()
+
+
+def test_a_fleet_of_hundreds_is_shown_in_order_follows_a_burst_and_is_read_at_once(
+    browser: Browser, broker_url: str, tmp_path: Path
+) -> None:
+    # Hundreds of workers, played by a probe: each registers, then reports it turned
+    # active, all at once, as a fleet command makes them. The page drew every row again,
+    # with its colour sorted out again, on each of the events that brings; with 100
+    # workers it froze for half a minute.
+    size = 300
+    ids = [f"w{n}" for n in range(1, size + 1)]
+    fleet = ProcessFleet(broker_url, tmp_path)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    probe = None
+    try:
+        monitor = fleet.start_monitor()
+        probe = Probe(broker_url, fleet.topology)
+        started = datetime.now(UTC)
+        for worker_id in ids:
+            probe.publish_as_worker(
+                Registration(
+                    state=Worker(worker_id=worker_id, timestamp=started),
+                    status_interval=3600,  # online all test long without another report
+                    started_at=started,
+                )
+            )
+        wait_for(lambda: len(monitor.get("/api/workers")) == size, BOUND, "the fleet online")
+        page = context.new_page()
+        asked: list[str] = []
+        page.on("request", lambda request: asked.append(request.url))
+        page.goto(monitor.api + "/")
+        rows = page.locator("#worker-rows tr")
+        online = page.locator("#worker-rows tr[data-liveness=online]")
+        expect(online).to_have_count(size, timeout=BOUND_MS)
+        assert rows.evaluate_all("rows => rows.map((row) => row.dataset.worker)") == ids
+        colours = rows.locator(".swatch").evaluate_all(
+            "swatches => swatches.map((s) => getComputedStyle(s).backgroundColor)"
+        )
+        assert len(set(colours[:100])) == 100, "beyond the palette's ten, hues apart"
+
+        reported = datetime.now(UTC)
+        for seq, worker_id in enumerate(ids, start=1):
+            probe.publish_as_worker(
+                Status(
+                    seq=seq,
+                    state=Worker(worker_id=worker_id, active=True, timestamp=reported),
+                    status_interval=3600,
+                    started_at=started,
+                )
+            )
+        active = page.locator("#worker-rows tr[data-observed=active]")
+        expect(active).to_have_count(size, timeout=BOUND_MS)
+        expect(page.locator("#count-active")).to_have_text(str(size))
+        # The charts' samples: the fleet's in one read, not a read of each worker's history.
+        wait_for(lambda: any("/api/samples?" in url for url in asked), BOUND, "a samples read")
+        assert [url for url in asked if url.endswith("/history") or "/history?" in url] == []
+    finally:
+        if probe is not None:
+            probe.close()
         context.close()
         fleet.close()
