@@ -196,11 +196,11 @@ class HistoryStore:
         self._last_sample[worker_id] = at
 
         def write(db: sqlite3.Connection) -> None:
+            self._seen(db, worker_id, at)  # first: no sample without its worker (samples)
             db.execute(
                 "INSERT INTO samples (worker_id, at, active, activity) VALUES (?, ?, ?, ?)",
                 (worker_id, _iso(at), int(active), activity),
             )
-            self._seen(db, worker_id, at)
 
         self._enqueue(write)
 

@@ -17,6 +17,7 @@ const FOLLOW_UP_MS = [2_500, 6_000]; // after a (re)connect: see onStreamEvent
 const ACTIVITY_EVERY_MS = 5_000; // the history's sample interval: see readActivity
 const SAMPLES_PAGE = 10_000; // the API's largest limit: see fetchSamples
 const SAMPLES_LAG_MS = 5_000; // see readSamples
+const SAMPLES_TIMEOUT_MS = 30_000; // a read that hangs would hold up every later one
 const FLEET = "all";
 const EVENT_KINDS = [
   "registered",
@@ -103,7 +104,7 @@ const api = {
     if (auth.token) headers.Authorization = `Bearer ${auth.token}`;
     return headers;
   },
-  async request(path, { method = "GET" } = {}) {
+  async request(path, { method = "GET", timeoutMs = null } = {}) {
     for (;;) {
       let response;
       try {
@@ -111,6 +112,7 @@ const api = {
           method,
           headers: this.headers(),
           cache: "no-store",
+          signal: timeoutMs === null ? null : AbortSignal.timeout(timeoutMs),
         });
       } catch {
         throw new ApiError(0, "the monitor cannot be reached");
@@ -126,8 +128,8 @@ const api = {
     return url.href;
   },
   /** The JSON body; statuses in `accept` count as answers too (e.g. /healthz's 503). */
-  async json(path, { method = "GET", accept = [] } = {}) {
-    const response = await this.request(path, { method });
+  async json(path, { method = "GET", accept = [], timeoutMs = null } = {}) {
+    const response = await this.request(path, { method, timeoutMs });
     if (!response.ok && !accept.includes(response.status)) {
       let detail = response.statusText;
       try {
@@ -375,13 +377,14 @@ async function flushReads() {
       for (const id of [...state.workers.keys()]) {
         if (!seen.has(id) && (state.applied.get(id) ?? -1) < seq) forget(id);
       }
+      render();
     } else {
       await Promise.all(ids.map((id) => readWorker(id, seq)));
+      for (const id of ids) render(id);
     }
   } catch (error) {
     if (!(error instanceof ApiError && error.status === 0)) console.warn(error);
   }
-  render();
 }
 
 async function readWorker(id, seq) {
@@ -436,6 +439,8 @@ async function readSamplesNow(full) {
   } catch (error) {
     if (error instanceof ApiError && error.status === 404 && /history is off/.test(error.message)) {
       state.historyOff = true;
+      state.samples.clear(); // an earlier monitor's, or this one's before it was restarted
+      newestSample = null;
       scheduleCharts();
     }
     return;
@@ -471,7 +476,7 @@ async function fetchSamples(since) {
   for (;;) {
     let path = `api/samples?since=${encodeURIComponent(new Date(since).toISOString())}&limit=${SAMPLES_PAGE}`;
     if (until !== null) path += `&until=${encodeURIComponent(until)}`;
-    const page = await api.json(path);
+    const page = await api.json(path, { timeoutMs: SAMPLES_TIMEOUT_MS });
     pages.unshift(page);
     if (page.length < SAMPLES_PAGE || page[0].at === until) return pages.flat();
     until = page[0].at; // in both pages: readSamplesNow keeps it once
@@ -586,10 +591,11 @@ function byId(a, b) {
 
 let colors = null; // worker_id -> its colour; null when the fleet changed
 
-/** A worker came or went: the colours move, and every row is drawn again with its own. */
+/** A worker came or went: the colours move, and every row and chart is drawn again. */
 function fleetChanged() {
   colors = null;
   drawAll = true;
+  scheduleCharts();
 }
 
 /** The fleet's ids in order, each with a colour: the palette's, then hues apart. */
@@ -597,7 +603,7 @@ function colorOf(id) {
   if (colors === null) {
     const ids = [...state.workers.keys()].sort(byId);
     colors = new Map(
-      ids.map((worker, i) => [worker, PALETTE[i] ?? `hsl(${Math.round(i * 137.508) % 360} 65% 40%)`]),
+      ids.map((worker, i) => [worker, PALETTE[i] ?? `hsl(${((i * 137.508) % 360).toFixed(1)} 65% 40%)`]),
     );
   }
   return colors.get(id) ?? PALETTE[0];

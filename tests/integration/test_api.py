@@ -478,8 +478,8 @@ def test_the_fleets_samples_are_one_read_filtered_by_worker_and_by_time(
         return found if {"w1", "w2"} <= {s.worker_id for s in found} else None
 
     # The history writes in the order it heard: all up to its newest sample is on disk,
-    # and reads up to that moment agree. (Other tests' workers may be forgotten, and
-    # their samples with them, meanwhile: only w1's and w2's are compared.)
+    # and reads up to that moment agree. (Only w1's and w2's are compared: other tests'
+    # workers come and go meanwhile.)
     until = iso(wait_for(of_both, 15, "samples of w1 and w2")[-1].at)
     everything = samples(until=until)
     assert [s.at for s in everything] == sorted(s.at for s in everything)
