@@ -31,6 +31,7 @@ from models.worker_model import FLEET
 from monitor.metrics import Metrics
 from monitor.monitor import MonitorService
 from monitor.registry import Registry, UnknownWorker
+from monitor.store import HistoryStore
 
 log = logging.getLogger("fireworks.api")
 # A live client that falls this far behind is dropped rather than slowing anyone.
@@ -208,6 +209,12 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
     reads = [] if token is None or settings.fireworks_api_open_reads else [Depends(_check(token))]
     writes = [] if token is None else [Depends(_check(token))]
 
+    def history() -> HistoryStore:
+        """What the history endpoints read, or their 404 when history is off."""
+        if store is None:
+            raise HTTPException(404, HISTORY_OFF)
+        return store
+
     app = FastAPI(
         title="Fireworks monitor",
         description="Steer and watch a fleet of workers over RabbitMQ.",
@@ -279,16 +286,15 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
         until: Until = None,
         limit: Limit = 1000,
     ) -> WorkerHistory:
-        if store is None:
-            raise HTTPException(404, HISTORY_OFF)
+        kept = history()
         try:
             current: WorkerView | None = worker_view(worker_id)
         except HTTPException:
-            if not await asyncio.to_thread(store.known, worker_id):
+            if not await asyncio.to_thread(kept.known, worker_id):
                 raise
             current = None
-        samples = await asyncio.to_thread(store.samples, worker_id, since, until, limit)
-        events = await asyncio.to_thread(store.events, since, until, worker_id, limit)
+        samples = await asyncio.to_thread(kept.samples, worker_id, since, until, limit)
+        events = await asyncio.to_thread(kept.events, since, until, worker_id, limit)
         return WorkerHistory(worker=current, samples=samples, events=events)
 
     @app.post(
@@ -326,9 +332,7 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
     async def events(
         since: Since = None, until: Until = None, worker: str | None = None, limit: Limit = 1000
     ) -> list[FleetEvent]:
-        if store is None:
-            raise HTTPException(404, HISTORY_OFF)
-        return await asyncio.to_thread(store.events, since, until, worker, limit)
+        return await asyncio.to_thread(history().events, since, until, worker, limit)
 
     @app.get(
         "/api/samples",
@@ -341,9 +345,7 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
     ) -> list[WorkerSample]:
         """Activity samples, the newest `limit` in the range, oldest first: the whole
         fleet's in one read (the dashboard's charts), or one worker's."""
-        if store is None:
-            raise HTTPException(404, HISTORY_OFF)
-        return await asyncio.to_thread(store.samples, worker, since, until, limit)
+        return await asyncio.to_thread(history().samples, worker, since, until, limit)
 
     @app.get(
         "/api/stream",

@@ -439,33 +439,31 @@ async function readSamplesNow(full) {
   } catch (error) {
     if (error instanceof ApiError && error.status === 404 && /history is off/.test(error.message)) {
       state.historyOff = true;
-      state.samples.clear(); // an earlier monitor's, or this one's before it was restarted
-      newestSample = null;
+      dropSamples(); // an earlier monitor's, or this one's before it was restarted
       scheduleCharts();
     }
     return;
   }
-  const fresh = new Map(); // worker_id -> its samples, oldest first
+  if (!fromNewest) dropSamples();
+  const added = new Set();
   for (const s of found) {
-    if (!fresh.has(s.worker_id)) fresh.set(s.worker_id, []);
-    const samples = fresh.get(s.worker_id);
+    // Kept for workers not in view yet too: their view may come after their samples.
+    if (!state.samples.has(s.worker_id)) state.samples.set(s.worker_id, []);
+    const held = state.samples.get(s.worker_id);
     const t = Date.parse(s.at);
-    if (samples.length && samples[samples.length - 1].t >= t) continue; // two pages' seam
-    samples.push({ t, active: s.active, activity: s.activity });
-  }
-  if (!fromNewest) {
-    state.samples.clear();
-    newestSample = null;
+    if (held.length && held[held.length - 1].t >= t) continue; // the reads overlap, pages share a seam
+    held.push({ t, active: s.active, activity: s.activity });
+    added.add(s.worker_id);
+    newestSample = Math.max(newestSample ?? -Infinity, t);
   }
   const oldest = clock.now() - WINDOW_MS - GAP_MS;
-  for (const [id, samples] of fresh) {
-    // Kept for workers not in view yet too: their view may come after their samples.
-    const known = state.samples.get(id) ?? [];
-    const last = known.length ? known[known.length - 1].t : -Infinity;
-    state.samples.set(id, known.concat(samples.filter((s) => s.t > last)).filter((s) => s.t >= oldest));
-    newestSample = Math.max(newestSample ?? -Infinity, samples[samples.length - 1].t);
-  }
+  for (const id of added) state.samples.set(id, state.samples.get(id).filter((s) => s.t >= oldest));
   scheduleCharts();
+}
+
+function dropSamples() {
+  state.samples.clear();
+  newestSample = null;
 }
 
 /** Samples since `since`, oldest first: the API answers the newest SAMPLES_PAGE of a
