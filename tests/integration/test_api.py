@@ -694,6 +694,30 @@ def converged(fleet: ProcessFleet, worker_id: str, active: bool) -> bool:
     )
 
 
+def test_without_history_workers_are_steered_and_history_reads_say_it_is_off(
+    process_fleet: ProcessFleet,
+) -> None:
+    fleet = process_fleet
+    fleet.start_monitor(FIREWORKS_DB="")
+    fleet.start_worker("w1")
+    fleet.wait_online("w1")
+    with client(fleet) as api:
+        assert [a["outcome"] for a in waited(api, "w1", True)["acks"]] == ["applied"]
+        for path in ("/api/events", "/api/samples", "/api/workers/w1/history"):
+            response = api.get(path)
+            assert response.status_code == 404, path
+            assert response.json() == {"detail": "history is off (FIREWORKS_DB is empty)"}
+        health = api.get("/healthz")
+        assert health.status_code == 200
+        assert health.json() == {
+            "healthy": True,
+            "broker_connected": True,
+            "database_writable": None,
+        }
+    assert converged(fleet, "w1", True)
+    assert not list(fleet.workdir.glob("*.db"))
+
+
 def test_a_worker_is_steered_back_to_its_desired_state_after_a_monitor_restart(
     process_fleet: ProcessFleet,
 ) -> None:
