@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # (empty: none). Outside compose the API listens on this machine only.
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
+    # Live event streams served at once: each holds a connection and up to STREAM_BACKLOG
+    # queued events, so a client that opens them in a loop cannot exhaust the monitor.
+    http_max_streams: int = Field(default=100, ge=1, le=100_000)
     fireworks_db: str | None = "fireworks.db"
     history_retention: float = Field(default=7 * 24 * 3600, gt=0, le=MAX_RETENTION)
     # Where the CLI finds the monitor's API.

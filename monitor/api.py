@@ -37,6 +37,7 @@ log = logging.getLogger("fireworks.api")
 # A live client that falls this far behind is dropped rather than slowing anyone.
 STREAM_BACKLOG = 1000
 KEEPALIVE = 15.0
+STREAM_RETRY_AFTER = 10  # seconds a client refused a stream is asked to wait
 # The dashboard (served at /): plain files, installed with the package.
 STATIC = FilePath(__file__).with_name("static")
 
@@ -163,6 +164,10 @@ class EventHub:
             self._queues.discard(queue)
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
+
+    def __len__(self) -> int:
+        """Live clients now."""
+        return len(self._queues)
 
     @contextlib.contextmanager
     def subscribe(self) -> Iterator[asyncio.Queue[FleetEvent | None]]:
@@ -351,10 +356,20 @@ def create_app(service: MonitorService, metrics: Metrics, hub: EventHub) -> Fast
         "/api/stream",
         dependencies=reads,
         response_class=StreamingResponse,  # no JSON: the content is documented below
-        responses={200: {"content": {"text/event-stream": {"itemSchema": STREAM_EVENT}}}},
+        responses={
+            200: {"content": {"text/event-stream": {"itemSchema": STREAM_EVENT}}},
+            503: {"description": "as many streams are open as HTTP_MAX_STREAMS allows"},
+        },
     )
     async def stream() -> StreamingResponse:
         """Server-Sent Events: the fleet now (`fleet`), then every change as it happens."""
+        if len(hub) >= settings.http_max_streams:
+            raise HTTPException(
+                503,
+                f"{len(hub)} live streams are open, the most this monitor serves "
+                "(HTTP_MAX_STREAMS); try again later",
+                headers={"Retry-After": str(STREAM_RETRY_AFTER)},
+            )
 
         async def feed() -> AsyncIterator[str]:
             with hub.subscribe() as queue:

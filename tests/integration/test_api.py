@@ -422,6 +422,35 @@ def test_stream_starts_with_the_fleet_then_tells_a_command_and_its_ack(
     assert seen["command_sent"].at <= seen["acknowledged"].at
 
 
+def test_streams_beyond_the_limit_are_refused_until_one_closes(
+    process_fleet: ProcessFleet,
+) -> None:
+    monitor = process_fleet.start_monitor(HTTP_MAX_STREAMS="2")
+    reading: list[Iterator[tuple[str, str]]] = []  # a reader dropped would close its stream
+
+    def opened(streams: contextlib.ExitStack) -> httpx.Response:
+        """A stream opened, and read up to its `fleet` when it is served."""
+        client = streams.enter_context(httpx.Client(base_url=monitor.api, timeout=10))
+        response = streams.enter_context(client.stream("GET", "/api/stream"))
+        if response.status_code == 200:
+            reading.append(sse_events(response.iter_lines()))
+            assert next(reading[-1])[0] == "fleet"
+        return response
+
+    with contextlib.ExitStack() as streams:
+        first = contextlib.ExitStack()
+        assert opened(first).status_code == 200
+        assert opened(streams).status_code == 200
+        refused = opened(streams)
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "10"
+        refused.read()
+        assert "2 live streams are open" in refused.json()["detail"]
+        assert monitor.get("/api/workers") == []  # the rest of the API still answers
+        first.close()
+        wait_for(lambda: opened(streams).status_code == 200, BOUND, "a stream once one closed")
+
+
 # -- history -----------------------------------------------------------------------------------
 
 
