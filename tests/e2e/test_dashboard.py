@@ -486,6 +486,37 @@ def test_a_monitor_with_a_token_makes_the_page_ask_for_it(
         fleet.close()
 
 
+def test_a_monitor_without_history_steers_from_the_page_and_says_history_is_off(
+    browser: Browser, broker_url: str, tmp_path: Path
+) -> None:
+    fleet = ProcessFleet(broker_url, tmp_path)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    try:
+        api = fleet.start_monitor(FIREWORKS_DB="").api
+        fleet.start_worker("h1")
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(api + "/")
+        expect(page.locator("#connection")).to_have_text("Live", timeout=BOUND_MS)
+        expect(page.locator("#rate-chart")).to_contain_text(
+            "history is off on this monitor", timeout=BOUND_MS
+        )
+        summary = page.locator("#latency-summary")
+        expect(summary).to_have_text("history is off: latencies from now on only")
+        row = page.locator('#worker-rows tr[data-worker="h1"]')
+        expect(row).to_have_attribute("data-observed", "inactive", timeout=BOUND_MS)
+        page.get_by_role("button", name="Activate worker h1").click()
+        expect(row).to_have_attribute("data-observed", "active", timeout=BOUND_MS)
+        # Latencies from now on: the acknowledgement came over the stream.
+        expect(summary).to_contain_text("1 acknowledgement · median", timeout=BOUND_MS)
+        screenshot(page, "dashboard-history-off.png")
+        assert errors == []
+    finally:
+        context.close()
+        fleet.close()
+
+
 def test_a_fleet_of_hundreds_is_shown_in_order_follows_a_burst_and_is_read_at_once(
     browser: Browser, broker_url: str, tmp_path: Path
 ) -> None:
