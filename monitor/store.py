@@ -1,9 +1,9 @@
 """The fleet's history in SQLite: workers, events, downsampled activity, desired state.
 
 Writes never happen on the bus thread: it only appends to an in-memory batch, and a
-writer thread of the store's own commits the batch once per flush interval. A slow or
-failing database delays history, never the control loop; failures are logged and the
-batch is kept (bounded) for the next attempt.
+writer thread of the store's own commits the batch once per flush interval, or soon after
+a desired state is asked for. A slow or failing database delays history, never the
+control loop; failures are logged and the batch is kept (bounded) for the next attempt.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,13 @@ WAL_SIZE_LIMIT = 4 * 1024 * 1024
 
 # Work items waiting for the writer beyond this are dropped, oldest first (and counted).
 MAX_BACKLOG = 100_000
+
+# A desired state is committed this soon after it is asked for, not with the next
+# once-a-second batch: a monitor killed right after a command restarts with it. The
+# delay lets the command go out first, and wishes close together share a commit.
+WISH_DELAY = 0.05
+# Seconds between drops of what is past retention (the first comes with the first flush).
+PRUNE_EVERY = 600.0
 
 # Each migration takes the schema from version N to N+1; never edit a released one.
 MIGRATIONS = [
@@ -151,6 +159,8 @@ class HistoryStore:
         self._reader_lock = threading.Lock()
         self._batch: deque[Write] = deque()
         self._batch_lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one flush at a time: the writer's, or close()'s
+        self._wished = threading.Event()
         self._last_sample: dict[str, datetime] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
@@ -218,6 +228,7 @@ class HistoryStore:
             )
 
         self._enqueue(write)
+        self._wished.set()
 
     # -- reads (any thread) ------------------------------------------------------
 
@@ -310,6 +321,7 @@ class HistoryStore:
 
     def close(self) -> None:
         self._stop.set()
+        self._wished.set()  # wakes the writer now
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._flush()
@@ -317,37 +329,43 @@ class HistoryStore:
         self._reader.close()
 
     def _run(self) -> None:
-        flushes = 0
-        while not self._stop.wait(self.flush_interval):
-            self._flush()
-            flushes += 1
-            if flushes % 600 == 1:  # now and then: drop what is past retention
+        next_prune = 0.0
+        while True:
+            if self._wished.wait(self.flush_interval):
+                self._stop.wait(WISH_DELAY)
+            if self._stop.is_set():
+                return  # close() flushes what is left
+            self._wished.clear()  # before the flush: a wish queued from now on wakes it again
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + PRUNE_EVERY
                 self._enqueue(self._prune)
+            self._flush()
 
     def _flush(self) -> None:
-        with self._batch_lock:
-            batch, self._batch = self._batch, deque()
-        if not batch:
-            return
-        try:
-            with self._writer:  # one transaction for the whole batch
-                for write in batch:
-                    self._apply(write)
-        except sqlite3.Error as error:
-            if not self.failing:
-                log.error("history not written; will retry", extra=fields(reason=str(error)))
-            self.failing = True
-            with self._batch_lock:  # back in front of what came meanwhile, still bounded
-                batch.extend(self._batch)
-                excess = max(0, len(batch) - MAX_BACKLOG)
-                for _ in range(excess):
-                    batch.popleft()
-                self.dropped += excess
-                self._batch = batch
-            return
-        if self.failing:
-            log.info("history written again", extra=fields(items=len(batch)))
-        self.failing = False
+        with self._flush_lock:
+            with self._batch_lock:
+                batch, self._batch = self._batch, deque()
+            if not batch:
+                return
+            try:
+                with self._writer:  # one transaction for the whole batch
+                    for write in batch:
+                        self._apply(write)
+            except sqlite3.Error as error:
+                if not self.failing:
+                    log.error("history not written; will retry", extra=fields(reason=str(error)))
+                self.failing = True
+                with self._batch_lock:  # back in front of what came meanwhile, still bounded
+                    batch.extend(self._batch)
+                    excess = max(0, len(batch) - MAX_BACKLOG)
+                    for _ in range(excess):
+                        batch.popleft()
+                    self.dropped += excess
+                    self._batch = batch
+                return
+            if self.failing:
+                log.info("history written again", extra=fields(items=len(batch)))
+            self.failing = False
 
     def _apply(self, write: Write) -> None:
         try:

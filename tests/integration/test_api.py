@@ -865,7 +865,7 @@ def wishes(fleet: ProcessFleet) -> dict[str, int]:
 def test_a_monitor_killed_right_after_an_acknowledged_command_flips_nobody_back(
     process_fleet: ProcessFleet,
 ) -> None:
-    # The history takes a wish within a second (a batch); a monitor killed sooner finds
+    # The history commits a wish some 50 ms after its command; a monitor killed sooner finds
     # an older wish on disk. The worker applied the newer command: it is not steered back.
     fleet = process_fleet
     first = fleet.start_monitor()
@@ -876,8 +876,7 @@ def test_a_monitor_killed_right_after_an_acknowledged_command_flips_nobody_back(
         wait_for(lambda: wishes(fleet) == {FLEET: 0}, BOUND, "the fleet's wish on disk")
         assert [a["outcome"] for a in waited(api, "w1", True)["acks"]] == ["applied"]
     first.kill()
-    # As if killed before its next flush, which is almost always so: w1's newer wish
-    # never reached the database (the rare flush that won the race is undone).
+    # As if killed before the wish's flush: w1's newer wish never reached the database.
     with contextlib.closing(sqlite3.connect(fleet.workdir / "history.db")) as db, db:
         db.execute("DELETE FROM desired WHERE target = 'w1'")
     assert wishes(fleet) == {FLEET: 0}

@@ -327,6 +327,23 @@ def test_desired_state_per_worker_and_for_the_fleet(store: HistoryStore) -> None
     assert store.desired() == (Wish(True, 7), {"w3": Wish(False, 8)})
 
 
+def test_a_wish_is_committed_soon_with_what_came_before_it_not_a_batch_later(
+    db_path: str,
+) -> None:
+    # Its flush interval is an hour: only a wish wakes the writer within the deadline.
+    store = HistoryStore(db_path, retention=3650 * DAY, flush_interval=IDLE)
+    store.start()
+    try:
+        store.record(event(EventKind.REGISTERED, "w1", at(0)))
+        store.desire("w1", Wish(True, 1))
+        wait_for(lambda: store.desired() == (None, {"w1": Wish(True, 1)}), 5, "the wish")
+        assert [e.kind for e in store.events()] == [EventKind.REGISTERED]  # one commit
+        store.desire(FLEET, Wish(False, 2))
+        wait_for(lambda: store.desired() == (Wish(False, 2), {}), 5, "the next wish")
+    finally:
+        store.close()
+
+
 def test_a_wish_kept_before_generations_were_counts_as_newer_than_any_command(
     tmp_path: Path,
 ) -> None:
