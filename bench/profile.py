@@ -83,10 +83,7 @@ def table(title: str, profile: Profile, top: int = TOP) -> str:
     return "\n".join(lines)
 
 
-def _py_spy(pid: int, seconds: int, out: Path) -> subprocess.Popen[str]:
-    binary = shutil.which("py-spy")
-    if binary is None:
-        raise SystemExit("bench.profile: py-spy not found (pip install -e '.[bench]')")
+def _py_spy(binary: str, pid: int, seconds: int, out: Path) -> subprocess.Popen[str]:
     command = [binary, "record", "--pid", str(pid), "--threads", "--nonblocking"]
     command += ["--rate", str(RATE), "--duration", str(seconds), "--format", "raw"]
     command += ["--output", str(out)]
@@ -101,7 +98,7 @@ def _sampled(process: subprocess.Popen[str], out: Path) -> Profile:
     return read(out.read_text().splitlines())
 
 
-def run(kind: str, workers: int, seconds: int, url: str, workdir: Path) -> str:
+def run(kind: str, workers: int, seconds: int, url: str, workdir: Path, py_spy: str) -> str:
     space = namespace("prof")
     monitor = Monitor(url, space, workdir)
     # Spread over as many processes as the bench spreads them; the first is sampled.
@@ -125,7 +122,9 @@ def run(kind: str, workers: int, seconds: int, url: str, workdir: Path) -> str:
             "the first host process of workers": hosts.processes()[0].pid,
         }
         outs = {title: workdir / f"{n}.txt" for n, title in enumerate(spies)}
-        running = {title: _py_spy(pid, seconds, outs[title]) for title, pid in spies.items()}
+        running = {
+            title: _py_spy(py_spy, pid, seconds, outs[title]) for title, pid in spies.items()
+        }
         commands = 0
         while any(spy.poll() is None for spy in running.values()):
             once()
@@ -147,11 +146,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--url", help="a running broker to use instead of a private node")
     args = parser.parse_args(argv)
     workers = args.workers or (1 if args.kind == "rtt" else 100)
+    py_spy = shutil.which("py-spy")  # before a minute of setting up, not after
+    if py_spy is None:
+        raise SystemExit("bench.profile: py-spy not found (pip install -e '.[bench]')")
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fireworks-prof-")))
         log_to(workdir / "bench.log")
         url = args.url or stack.enter_context(LocalBroker()).url
-        print(run(args.kind, workers, args.seconds, url, workdir))
+        print(run(args.kind, workers, args.seconds, url, workdir, py_spy))
     return 0
 
 
