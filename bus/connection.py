@@ -181,6 +181,18 @@ class Bus:
         except _PIKA_ERRORS as error:
             raise BusError(_reason(error)) from None
 
+    def queue_depth(self, queue_name: str) -> int:
+        """Messages ready in `queue_name`, as the broker counts them (a passive declare on
+        the register channel, which it closes if the queue is gone: then reopened)."""
+        try:
+            declared = self._channel("register").queue_declare(queue_name, passive=True)
+        except pika.exceptions.ChannelClosedByBroker as error:
+            self._guard(self._reopen_register)
+            raise BusError(_reason(error)) from None
+        except _PIKA_ERRORS as error:
+            raise BusError(_reason(error)) from None
+        return int(declared.method.message_count)
+
     def _reopen_register(self) -> None:
         # The broker closes a channel on any error; this one is only used for declaring
         # and publishing, so a new one takes its place at once.

@@ -23,6 +23,7 @@ class Snapshot:
     received: dict[tuple[str, str], int]
     reconnects: int
     history_dropped: int
+    dead_letters: int | None
 
 
 class Metrics:
@@ -51,6 +52,7 @@ class Metrics:
             received=service.bus.counts(),
             reconnects=max(0, service.bus.connects - 1),
             history_dropped=0 if service.store is None else service.store.dropped,
+            dead_letters=service.dead_letters,
         )
 
     def render(self, snapshot: Snapshot) -> tuple[bytes, str]:
@@ -118,3 +120,10 @@ class Metrics:
             "History items dropped: the database lagged far behind, or one could not be written.",
             value=snapshot.history_dropped,
         )
+        if snapshot.dead_letters is not None:
+            yield GaugeMetricFamily(
+                "fireworks_dead_letters_queued",
+                "Invalid messages (the monitor's and the workers') waiting in the dead-letter "
+                "queue, as counted up to 10 s ago.",
+                value=snapshot.dead_letters,
+            )

@@ -36,6 +36,9 @@ Listener = Callable[[FleetEvent], None]
 # After the monitor reconnects or hears again, workers get this long on top of their
 # usual allowance: they may have lost the broker too, and be waiting out their backoff.
 RECONNECT_GRACE = Backoff().cap
+# Seconds between counts of the dead-letter queue (the monitor's and the workers' invalid
+# messages): a broker round trip each, so not on every sweep.
+DEAD_LETTER_COUNT_EVERY = 10.0
 T = TypeVar("T")
 
 
@@ -57,6 +60,8 @@ class MonitorService:
         self.lock = threading.RLock()
         # Called on the bus thread for every event; each must return at once.
         self.listeners: list[Listener] = [] if store is None else [store.record]
+        # Messages waiting in the dead-letter queue as last counted (None: not yet).
+        self.dead_letters: int | None = None
         # Liveness is judged a few times per status interval, and each time the monitor
         # checks that it can hear at all by sending itself an echo.
         sweep_interval = min(1.0, settings.status_interval / 2)
@@ -72,6 +77,7 @@ class MonitorService:
             since = utc_now() - timedelta(seconds=settings.worker_retention)
             self.registry.remember(store.remembered(since), settings.status_interval)
         bus.every(sweep_interval, self.sweep)
+        bus.every(DEAD_LETTER_COUNT_EVERY, self.count_dead_letters)
         if settings.toggle_interval > 0:
             bus.every(settings.toggle_interval, self.toggle)
 
@@ -89,6 +95,7 @@ class MonitorService:
         log.info("listening", extra=fields(workers=workers, resending=len(pending)))
         for command in pending:
             self._send(command)
+        self.bus.call_later(0.0, self.count_dead_letters)  # a job: a failed count ends nothing
 
     def on_disconnected(self) -> None:
         log.warning("disconnected from the broker; workers keep their state")
@@ -142,6 +149,10 @@ class MonitorService:
             )
             for worker_id in sorted(item.worker_ids):
                 self._emit(EventKind.EXPIRED, worker_id, item.command_id)
+
+    def count_dead_letters(self) -> None:
+        if self.bus.connected:
+            self.dead_letters = self.bus.queue_depth(self.topology.dead_queue)
 
     def _send(self, command: Command) -> None:
         """Publish a pending command (bus thread, never under the lock)."""

@@ -615,6 +615,28 @@ def test_a_locked_database_delays_history_never_commands(
     assert ack.worker_id == "w2"
 
 
+def test_metrics_follow_the_dead_letter_queue_a_workers_dead_letters_included(
+    api: httpx.Client, stack: ProcessFleet
+) -> None:
+    def queued() -> float | None:
+        return series(metrics(api), "fireworks_dead_letters_queued")
+
+    probe = Probe(stack.url, stack.topology)
+    try:
+        list(probe.dead_letters())  # whatever earlier tests left there, taken out
+        wait_for(lambda: queued() == 0, BOUND, "the metric to follow the emptied queue")
+        said = logged(stack.workers["w1"], "dead-lettered")
+        key = stack.topology.command_key("w1")
+        probe.publish_raw(stack.topology.command_exchange, key, b"{not json")
+        wait_for(lambda: logged(stack.workers["w1"], "dead-lettered") > said, BOUND, "w1's word")
+        wait_for(lambda: queued() == 1, BOUND, "w1's dead letter counted")
+        (body, headers), *others = list(probe.dead_letters())
+        assert (body, others) == (b"{not json", [])
+        assert headers["x-fireworks-queue"] == stack.topology.worker_queue("w1")
+    finally:
+        probe.close()
+
+
 def test_metrics_count_commands_workers_and_each_workers_series(
     api: httpx.Client, stack: ProcessFleet
 ) -> None:

@@ -172,6 +172,7 @@ MONITOR_ALLOWED: dict[str, Action] = {
     "consume its status queue": lambda ch: ch.basic_consume(TOPOLOGY.status_queue, print),
     "consume its register queue": lambda ch: ch.basic_consume(TOPOLOGY.register_queue, print),
     "read the dead letters": lambda ch: ch.basic_get(TOPOLOGY.dead_queue),
+    "count the dead letters": lambda ch: ch.queue_declare(TOPOLOGY.dead_queue, passive=True),
     "publish a command": publish(TOPOLOGY.command_exchange, "cmd.w1"),
     "publish a fleet command": publish(TOPOLOGY.command_exchange, "cmd.all"),
     "publish its echo": publish(TOPOLOGY.status_exchange, "echo"),
