@@ -183,11 +183,13 @@ class Bus:
 
     def queue_depth(self, queue_name: str) -> int:
         """Messages ready in `queue_name`, as the broker counts them (a passive declare on
-        the register channel, which it closes if the queue is gone: then reopened)."""
+        the register channel). If the broker refuses it, it closes that channel and the
+        consumer on it with it: the session ends, and the next one sets everything up."""
         try:
             declared = self._channel("register").queue_declare(queue_name, passive=True)
         except pika.exceptions.ChannelClosedByBroker as error:
-            self._guard(self._reopen_register)
+            log.warning("queue not counted; reconnecting", extra=fields(reason=_reason(error)))
+            self._guard(self._connection.close)
             raise BusError(_reason(error)) from None
         except _PIKA_ERRORS as error:
             raise BusError(_reason(error)) from None

@@ -98,6 +98,7 @@ class MonitorService:
         self.bus.call_later(0.0, self.count_dead_letters)  # a job: a failed count ends nothing
 
     def on_disconnected(self) -> None:
+        self.dead_letters = None  # not known again until counted on the next session
         log.warning("disconnected from the broker; workers keep their state")
 
     def on_stopping(self, bus: Bus) -> None:

@@ -438,7 +438,7 @@ def test_streams_beyond_the_limit_are_refused_until_one_closes(
         return response
 
     with contextlib.ExitStack() as streams:
-        first = contextlib.ExitStack()
+        first = streams.enter_context(contextlib.ExitStack())  # closed early, below
         assert opened(first).status_code == 200
         assert opened(streams).status_code == 200
         refused = opened(streams)
@@ -635,6 +635,30 @@ def test_metrics_follow_the_dead_letter_queue_a_workers_dead_letters_included(
         assert headers["x-fireworks-queue"] == stack.topology.worker_queue("w1")
     finally:
         probe.close()
+
+
+def test_a_dead_letter_queue_deleted_under_the_monitor_costs_it_a_reconnect_not_its_ears(
+    process_fleet: ProcessFleet,
+) -> None:
+    # The count runs on the channel the registrations' consumer is on; the broker closes
+    # it on a refused count. The monitor must not go on deaf to registrations.
+    fleet = process_fleet
+    monitor = fleet.start_monitor()
+    fleet.start_worker("w1")
+    fleet.wait_online("w1")
+    with contextlib.closing(pika.BlockingConnection(pika.URLParameters(fleet.url))) as admin:
+        admin.channel().queue_delete(fleet.topology.dead_queue)
+    wait_for(lambda: monitor.log.messages("queue not counted; reconnecting"), BOUND, "a count")
+    fleet.start_worker("w2")
+    wait_for(
+        lambda: any(e.get("worker") == "w2" for e in monitor.log.messages("registered")),
+        BOUND,
+        "w2's registration heard",
+    )
+    with client(fleet) as api:  # the queue is back, declared on the new session, and counted
+        wait_for(
+            lambda: series(metrics(api), "fireworks_dead_letters_queued") == 0, BOUND, "a count"
+        )
 
 
 def test_metrics_count_commands_workers_and_each_workers_series(
