@@ -331,7 +331,9 @@ class HistoryStore:
     def _run(self) -> None:
         next_prune = 0.0
         while True:
-            if self._wished.wait(self.flush_interval):
+            if self.failing:  # retried at its own pace: a wish does not hurry a failing database
+                self._stop.wait(self.flush_interval)
+            elif self._wished.wait(self.flush_interval):
                 self._stop.wait(WISH_DELAY)
             if self._stop.is_set():
                 return  # close() flushes what is left

@@ -38,14 +38,15 @@ def db_path(tmp_path: Path) -> str:
     return str(tmp_path / "sub" / "history.db")  # the store makes the folder
 
 
-# The writer thread of these stores flushes only when closed: tests flush by hand.
+# The writer thread of these stores, when started, flushes hourly (or soon after a wish).
 IDLE = 3600.0
 
 
 @pytest.fixture
 def store(db_path: str) -> Iterator[HistoryStore]:
+    """A store whose writer thread is not started: the test flushes by hand, and close()
+    flushes what is left."""
     history = HistoryStore(db_path, retention=3650 * DAY, sample_every=5.0, flush_interval=IDLE)
-    history.start()
     try:
         yield history
     finally:
