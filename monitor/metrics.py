@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from models.monitor_model import EventKind, FleetEvent, FleetView, Liveness
-from monitor.monitor import MonitorService
+from monitor.monitor import DEAD_LETTER_COUNT_EVERY, MonitorService
 from monitor.registry import Registry
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -124,6 +124,6 @@ class Metrics:
             yield GaugeMetricFamily(
                 "fireworks_dead_letters_queued",
                 "Invalid messages (the monitor's and the workers') waiting in the dead-letter "
-                "queue, as counted up to 10 s ago.",
+                f"queue, as counted up to {DEAD_LETTER_COUNT_EVERY:g} s ago.",
                 value=snapshot.dead_letters,
             )

@@ -428,13 +428,18 @@ class ProcessFleet(WorkerFleet):
         """A monitor and these workers, all online; everything stopped afterwards."""
         fleet = cls(url, workdir)
         try:
-            fleet.start_monitor(**monitor_env)
-            for worker_id in worker_ids:
-                fleet.start_worker(worker_id)
-            fleet.wait_online(*worker_ids)
+            fleet.start(*worker_ids, **monitor_env)
             yield fleet
         finally:
             fleet.close()
+
+    def start(self, *worker_ids: str, **monitor_env: str) -> MonitorProcess:
+        """A monitor and these workers, once all are online."""
+        monitor = self.start_monitor(**monitor_env)
+        for worker_id in worker_ids:
+            self.start_worker(worker_id)
+        self.wait_online(*worker_ids)
+        return monitor
 
     def wait_online(self, *worker_ids: str, timeout: float = 20) -> None:
         wait_for(lambda: self.online(*worker_ids), timeout, f"{worker_ids} online")

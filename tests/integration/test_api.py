@@ -643,9 +643,7 @@ def test_a_dead_letter_queue_deleted_under_the_monitor_costs_it_a_reconnect_not_
     # The count runs on the channel the registrations' consumer is on; the broker closes
     # it on a refused count. The monitor must not go on deaf to registrations.
     fleet = process_fleet
-    monitor = fleet.start_monitor()
-    fleet.start_worker("w1")
-    fleet.wait_online("w1")
+    monitor = fleet.start("w1")
     with contextlib.closing(pika.BlockingConnection(pika.URLParameters(fleet.url))) as admin:
         admin.channel().queue_delete(fleet.topology.dead_queue)
     wait_for(lambda: monitor.log.messages("queue not counted; reconnecting"), BOUND, "a count")
@@ -773,9 +771,7 @@ def test_without_history_workers_are_steered_and_history_reads_say_it_is_off(
     process_fleet: ProcessFleet,
 ) -> None:
     fleet = process_fleet
-    fleet.start_monitor(FIREWORKS_DB="")
-    fleet.start_worker("w1")
-    fleet.wait_online("w1")
+    fleet.start("w1", FIREWORKS_DB="")
     with client(fleet) as api:
         assert [a["outcome"] for a in waited(api, "w1", True)["acks"]] == ["applied"]
         for path in ("/api/events", "/api/samples", "/api/workers/w1/history"):
@@ -846,9 +842,7 @@ def test_the_fleets_desired_state_survives_a_monitor_restart_for_a_new_worker(
 ) -> None:
     # Its monitors share one history database (one workdir), started one after another.
     fleet = process_fleet
-    first = fleet.start_monitor()
-    fleet.start_worker("w1")
-    fleet.wait_online("w1")
+    first = fleet.start("w1")
     with client(fleet) as api:
         waited(api, "all", True)
     assert first.terminate() == 0
