@@ -27,6 +27,7 @@ from bus.backoff import Backoff
 from bus.codec import CONTENT_TYPE, encode
 from bus.errors import BusError, InUse, InvalidMessage, NotConnected
 from bus.logs import fields
+from bus.sending import send_at_once
 from bus.settings import mask_urls
 from bus.tls import SslOptionsFor
 from bus.topology import Topology
@@ -330,6 +331,7 @@ class Bus:
             parameters.append(params)
         try:
             self._connection = pika.BlockingConnection(parameters)
+            send_at_once(self._connection)
             self.connects += 1
             self._connection.add_on_connection_blocked_callback(
                 lambda *_: log.warning("broker blocked publishing (resource alarm)")
