@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from typing import Any
 
 from bus.errors import printable
@@ -15,7 +16,20 @@ def fields(**values: Any) -> dict[str, Any]:
     return {"fields": values}
 
 
-class TextFormatter(logging.Formatter):
+class SecondsFormatter(logging.Formatter):
+    """logging's own time format (`2026-12-07 23:05:21,669`), the date and time worked
+    out once a second rather than for every line: a line per command and ack."""
+
+    _second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second[0]:
+            self._second = (second, time.strftime(self.default_time_format, self.converter(second)))
+        return f"{self._second[1]},{int(record.msecs):03d}"
+
+
+class TextFormatter(SecondsFormatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
@@ -28,7 +42,7 @@ class TextFormatter(logging.Formatter):
         )
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(SecondsFormatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": self.formatTime(record),
@@ -51,6 +65,8 @@ def configure(level: str, fmt: str, handler: logging.Handler | None = None) -> N
     root.setLevel(level)
     # pika logs every failed connect attempt with a traceback; the bus says it in one line.
     logging.getLogger("pika").setLevel(logging.CRITICAL)
-    # No line shows a process or thread: not looking them up (a getpid() system call
-    # among them) makes every record cheaper, and there is one per command and ack.
+    # No line shows a process, a thread or where in the source it was logged from: not
+    # looking them up (a getpid() system call, a walk up the stack) makes every record
+    # cheaper, and there is one per command and ack (the logging HOWTO's Optimization).
     logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
+    logging._srcfile = None

@@ -101,15 +101,29 @@ def test_json_formatter_includes_the_exception() -> None:
     assert "ValueError: boom" in entry["exception"]
 
 
+@pytest.mark.parametrize("formatter", [JsonFormatter, TextFormatter])
+def test_the_time_is_loggings_own_also_when_the_second_changes(
+    formatter: type[logging.Formatter],
+) -> None:
+    ours, loggings = formatter(), logging.Formatter()
+    line = record()
+    # Within a second, across seconds and back: worked out once a second, never stale.
+    for created in (1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.5, 1_700_000_000.25):
+        line.created, line.msecs = created, (created - int(created)) * 1000
+        assert ours.formatTime(line) == loggings.formatTime(line)
+
+
 @pytest.fixture
 def restore_root_logger() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     pika_level = logging.getLogger("pika").level
+    srcfile = logging._srcfile
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
     logging.getLogger("pika").setLevel(pika_level)
+    logging._srcfile = srcfile
 
 
 @pytest.mark.usefixtures("restore_root_logger")
