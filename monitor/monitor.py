@@ -156,10 +156,8 @@ class MonitorService:
             self.dead_letters = self.bus.queue_depth(self.topology.dead_queue)
 
     def _send(self, command: Command) -> None:
-        """Publish a pending command (bus thread, never under the lock)."""
-        with self.lock:
-            awaiting = self.registry.awaiting(command.command_id)
-        about = _about(command, awaiting)
+        """Publish a pending command (bus thread, never under the lock); what is logged and
+        told of it is worked out after it went out."""
         key = self.settings.command_signing_key
         if key is not None:  # signed afresh on every (re)send: a new expiry each time
             command = sign(
@@ -169,6 +167,7 @@ class MonitorService:
                 utc_now(),
                 self.settings.command_ttl,
             )
+        failure = None
         try:
             self.bus.publish(
                 "command",
@@ -183,9 +182,14 @@ class MonitorService:
                 expiration=self.settings.command_ttl,
             )
         except BusError as error:
+            failure = str(error)
+        with self.lock:
+            awaiting = self.registry.awaiting(command.command_id)
+        about = _about(command, awaiting)
+        if failure is not None:
             log.warning(
                 "command not sent yet, will re-send after reconnect",
-                extra=fields(**about, reason=str(error)),
+                extra=fields(**about, reason=failure),
             )
         else:
             log.info("command sent", extra=fields(**about))
