@@ -215,10 +215,13 @@ def _monitor_running(service: MonitorService) -> Iterator[None]:
         yield
 
 
+_WORKER_ID: TypeAdapter[str] = TypeAdapter(WorkerId)
+
+
 def _worker_id(settings: Settings) -> str:
     candidate = settings.resolved_worker_id()
     try:
-        return TypeAdapter(WorkerId).validate_python(candidate)
+        return _WORKER_ID.validate_python(candidate)
     except ValidationError as error:
         problem = error.errors(include_url=False, include_input=False)[0]["msg"]
         raise SettingsError(f"invalid setting WORKER_ID ({candidate!r}): {problem}") from None
