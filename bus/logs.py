@@ -23,10 +23,14 @@ class SecondsFormatter(logging.Formatter):
     _second: tuple[int, str] = (-1, "")
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
-        if second != self._second[0]:
-            self._second = (second, time.strftime(self.default_time_format, self.converter(second)))
-        return f"{self._second[1]},{int(record.msecs):03d}"
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second, text = self._second  # read once: a signal handler may log in between
+        if second != int(record.created):
+            second = int(record.created)
+            text = time.strftime(self.default_time_format, self.converter(second))
+            self._second = (second, text)
+        return f"{text},{int(record.msecs):03d}"
 
 
 class TextFormatter(SecondsFormatter):
