@@ -10,9 +10,11 @@ just woken; and the broker, woken by each segment, reads a message in three.
 `send_at_once` changes one connection: the frames of a message are joined and sent at
 once when nothing is queued before them. What the socket does not take at once (its
 buffer is full) is queued for pika's loop, which sends it before anything after it; a
-failed send ends the connection as pika's own would, with the same error. So publishing
-no longer runs pika's loop: what the broker sends meanwhile (a channel it closed, a
-returned message) is read at the bus loop's next round, as deliveries always were.
+failed send ends the connection as pika's loop would, with the same error. So publishing
+no longer runs pika's loop: a publish whose send failed returns, and the loss of the
+connection, like anything the broker sends meanwhile (a channel it closed, a returned
+message), is met at the bus loop's next round, as deliveries always were. Whoever must
+not lose a message keeps it until answered, as the monitor does with its commands.
 
 It relies on the transport of pika 1.3 and 1.4 and checks that it finds what it relies
 on; with another pika, or on TLS, pika's own sending stays.
