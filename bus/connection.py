@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 
 import pika
 import pika.exceptions
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 from pydantic import BaseModel
 
 from bus.backoff import Backoff
@@ -45,7 +46,10 @@ BLOCKED_TIMEOUT = 30.0
 # Only a session that lasted this long resets the backoff: a broker that accepts and
 # then drops every connection is not hammered.
 HEALTHY_SESSION = 10.0
-_PIKA_ERRORS = (pika.exceptions.AMQPError, OSError)
+# What pika raises: its AMQP errors, the socket's, and what opening a connection raises
+# as it is when no attempt got through the handshake in time (AMQPConnectorStackTimeout,
+# a broker that takes the connection and never answers), which is neither.
+_PIKA_ERRORS = (pika.exceptions.AMQPError, OSError, AMQPConnectorException)
 NOT_FOUND = 404
 ACCESS_REFUSED = 403
 

@@ -273,6 +273,40 @@ def test_blackhole_is_noticed_by_heartbeats(proxied: Scenario, show: Any) -> Non
     show(proxied.check("blackhole"))
 
 
+def test_a_handshake_that_never_ends_is_retried_not_fatal(proxied: Scenario, show: Any) -> None:
+    """A broker that takes the connection and never answers (hung, or a network that
+    drops everything after the connect): pika gives up on the handshake, and every
+    process retries instead of exiting."""
+    proxied.start(*WORKERS)
+    assert proxied.proxy is not None
+    proxied.proxy.shut_out()  # cut, then every new connection held without a word
+
+    def gave_up(entries: list[dict[str, Any]]) -> bool:
+        """A line saying the handshake timed out, and that it will try again."""
+        return any(
+            entry.get("message") == "broker unavailable"
+            and "AMQPConnectorStackTimeout" in entry.get("reason", "")
+            for entry in entries
+        )
+
+    # The bus's stack timeout is 10 s: each process's first retry has given up by 30 s.
+    wait_for(lambda: gave_up(proxied.monitor.log.entries), 30, "the monitor to give up")
+    for worker in proxied.workers.values():
+        wait_for(
+            lambda: gave_up(JsonLines.parse(worker.log())),  # noqa: B023 (waited on in this iteration)
+            30,
+            f"{worker.worker_id} to give up",
+        )
+    assert proxied.monitor.process.poll() is None, "the monitor exited"
+    for worker in proxied.workers.values():
+        assert worker.process.poll() is None, f"{worker.worker_id} exited"
+    flip_all(proxied, True)  # while nobody is connected
+    proxied.proxy.restore()
+    proxied.cycles = 1
+    proxied.wait_converged()
+    show(proxied.check("hung handshake"))
+
+
 # -- 4. worker kill -9 and restart with the same id ----------------------------------------
 
 
