@@ -49,7 +49,7 @@ HEALTHY_SESSION = 10.0
 # What pika raises: its AMQP errors, the socket's, and what opening a connection raises
 # as it is when no attempt got through the handshake in time (AMQPConnectorStackTimeout,
 # a broker that takes the connection and never answers), which is neither.
-_PIKA_ERRORS = (pika.exceptions.AMQPError, OSError, AMQPConnectorException)
+PIKA_ERRORS = (pika.exceptions.AMQPError, OSError, AMQPConnectorException)
 NOT_FOUND = 404
 ACCESS_REFUSED = 403
 
@@ -183,7 +183,7 @@ class Bus:
             self._guard(self._reopen_register)
             self._guard(lambda: missing(self._channel("register")))
             self._guard(lambda: declaration(self._channel("register")))
-        except _PIKA_ERRORS as error:
+        except PIKA_ERRORS as error:
             raise BusError(_reason(error)) from None
 
     def queue_depth(self, queue_name: str) -> int:
@@ -196,7 +196,7 @@ class Bus:
             log.warning("queue not counted; reconnecting", extra=fields(reason=_reason(error)))
             self._guard(self._connection.close)
             raise BusError(_reason(error)) from None
-        except _PIKA_ERRORS as error:
+        except PIKA_ERRORS as error:
             raise BusError(_reason(error)) from None
         return int(declared.method.message_count)
 
@@ -283,7 +283,7 @@ class Bus:
         ch = self._channel(channel)
         try:
             ch.basic_publish(exchange, routing_key, encode(message), properties, mandatory)
-        except _PIKA_ERRORS as error:
+        except PIKA_ERRORS as error:
             raise BusError(_reason(error)) from None
 
     # -- the loop -----------------------------------------------------------------
@@ -344,7 +344,7 @@ class Bus:
                 lambda *_: log.info("broker unblocked publishing")
             )
             self._channels = {name: self._connection.channel() for name in CHANNELS}
-        except _PIKA_ERRORS as error:
+        except PIKA_ERRORS as error:
             raise BusError(_reason(error)) from None
 
     def _serve(self) -> None:
@@ -379,7 +379,7 @@ class Bus:
         try:
             if connection.is_open:
                 connection.close()
-        except _PIKA_ERRORS:
+        except PIKA_ERRORS:
             pass  # it is going away either way
 
     # -- helpers --------------------------------------------------------------------
@@ -411,7 +411,7 @@ class Bus:
         connection = self._connection
         if connection is not None:
             # If it is closing, pika ends the loop's wait by itself.
-            with contextlib.suppress(*_PIKA_ERRORS):
+            with contextlib.suppress(*PIKA_ERRORS):
                 connection.add_callback_threadsafe(lambda: None)
 
     def _channel(self, name: ChannelName) -> Any:
@@ -423,7 +423,7 @@ class Bus:
     def _guard(self, call: Callable[[], object]) -> None:
         try:
             call()
-        except _PIKA_ERRORS as error:
+        except PIKA_ERRORS as error:
             raise BusError(_reason(error)) from None
 
     def _count(self, queue_name: str, result: str) -> None:

@@ -20,6 +20,7 @@ from types import TracebackType
 import pika
 import pika.exceptions
 
+from bus.connection import PIKA_ERRORS
 from bus.errors import BusError
 
 # Debian's /usr/sbin/rabbitmq-server re-executes itself as the `rabbitmq` user; the
@@ -240,5 +241,5 @@ class LocalBroker:
             return True
         except pika.exceptions.ProbableAuthenticationError:
             return True  # a node that knows no guest still answers AMQP
-        except (pika.exceptions.AMQPError, OSError):
+        except PIKA_ERRORS:
             return False
