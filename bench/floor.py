@@ -4,6 +4,7 @@ in the host processes)."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import Counter
@@ -76,18 +77,21 @@ class RawClient:
         """Seconds from one publish until `answers` replies are in; with `command`, it is
         published as the monitor publishes a command (transient, mandatory, expiring)."""
         correlation = uuid.uuid4().hex
-        properties = pika.BasicProperties(
-            reply_to=self.reply_queue,
-            correlation_id=correlation,
-            delivery_mode=1 if command else None,
-            expiration=COMMAND_EXPIRATION if command else None,
-        )
+        properties = self._properties(correlation, command)
         started = time.perf_counter()
         self.channel.basic_publish(exchange, routing_key, REQUEST, properties, mandatory=command)
         self.pump(lambda: self.replies[correlation] >= answers, timeout, "replies")
         elapsed = time.perf_counter() - started
         del self.replies[correlation]
         return elapsed
+
+    def _properties(self, correlation: str, command: bool) -> pika.BasicProperties:
+        return pika.BasicProperties(
+            reply_to=self.reply_queue,
+            correlation_id=correlation,
+            delivery_mode=1 if command else None,
+            expiration=COMMAND_EXPIRATION if command else None,
+        )
 
     def pump(self, done: Any, timeout: float, what: str) -> None:
         """Serve this connection until `done()`; it returns as soon as a message is in."""
@@ -97,10 +101,13 @@ class RawClient:
             if left <= 0:
                 raise TimeoutError(f"raw client: no {what} within {timeout:.0f} s")
             self.connection.process_data_events(time_limit=left)
-            if self._unacked is not None:
-                channel, tag = self._unacked
-                self._unacked = None
-                channel.basic_ack(tag, multiple=True)
+            self._ack_statuses()
+
+    def _ack_statuses(self) -> None:
+        if self._unacked is not None:
+            channel, tag = self._unacked
+            self._unacked = None
+            channel.basic_ack(tag, multiple=True)
 
     def ready_count(self, queue: str) -> int:
         return int(self.channel.queue_declare(queue, passive=True).method.message_count)
@@ -108,6 +115,61 @@ class RawClient:
     def close(self) -> None:
         if self.connection.is_open:
             self.connection.close()
+
+
+class HandedOverClient(RawClient):
+    """The topology request issued as a Fireworks monitor issues a command (design.md):
+    a calling thread hands the publish to the thread that owns the connection
+    (`add_callback_threadsafe`), which hears the reply and tells the caller; the time
+    ends there, on the connection's thread, as the bench times a command."""
+
+    def __init__(self, url: str, space: str, topology: Topology) -> None:
+        super().__init__(url, space)
+        self.hear_statuses(topology)
+        self._exchange, self._key = topology.command_exchange, topology.command_key("w0")
+        self._answered = threading.Condition()
+        self._awaited: str | None = None
+        self._heard_at: float | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _on_reply(self, ch: Any, method: Any, properties: Any, body: bytes) -> None:
+        if properties.correlation_id == self._awaited:
+            with self._answered:
+                self._heard_at = time.perf_counter()
+                self._answered.notify()
+
+    def _serve(self) -> None:
+        while not self._stopping:
+            # As the monitor's bus waits: until I/O, or a publish handed over, wakes it.
+            self.connection.process_data_events(time_limit=5.0)
+            self._ack_statuses()
+
+    def request_handed_over(self, timeout: float = 30) -> float:
+        """Seconds from handing one command-like publish over until its reply is in."""
+        correlation = uuid.uuid4().hex
+        properties = self._properties(correlation, command=True)
+
+        def publish() -> None:
+            self.channel.basic_publish(self._exchange, self._key, REQUEST, properties, True)
+
+        with self._answered:
+            self._awaited, self._heard_at = correlation, None
+            started = time.perf_counter()
+            self.connection.add_callback_threadsafe(publish)
+            if not self._answered.wait_for(lambda: self._heard_at is not None, timeout):
+                raise TimeoutError(f"handed-over client: no reply within {timeout:.0f} s")
+            assert self._heard_at is not None
+            return self._heard_at - started
+
+    def close(self) -> None:
+        def stop() -> None:
+            self._stopping = True
+
+        self.connection.add_callback_threadsafe(stop)
+        self._thread.join(timeout=15)
+        super().close()
 
 
 def _requests(
@@ -173,12 +235,15 @@ def topology_round_trips_and_fanouts(
     space = namespace("topo")
     topology = Topology(space)
     client = RawClient(url, space)
-    client.hear_statuses(topology)
+    topology.declare_shared(client.channel)
     hosts = Hosts("topology", url, space, plan.hosts, logs)
     exchange = topology.command_exchange
     one, everyone = topology.command_key("w0"), topology.command_key(FLEET)
     try:
-        return _requests(
+        hosts.grow(1)
+        handed = _handed_over_round_trips(url, space, topology, plan.round_trips)
+        client.hear_statuses(topology)  # only now: the handed-over client has closed
+        figures, samples = _requests(
             hosts,
             plan,
             broker,
@@ -186,8 +251,24 @@ def topology_round_trips_and_fanouts(
             lambda size: client.request(exchange, everyone, size, command=True),
             suffix="_topology",
         )
+        figures["rtt_handed_over_p50"] = percentile(handed, 50)
+        figures["rtt_handed_over_p99"] = percentile(handed, 99)
+        return figures, samples
     finally:
         hosts.close()
+        client.close()
+
+
+def _handed_over_round_trips(url: str, space: str, topology: Topology, count: int) -> list[float]:
+    """Milliseconds per topology request handed over between threads (HandedOverClient),
+    to the consumer of worker w0's queue (alone on the status queue: two consumers of it
+    would share the replies)."""
+    client = HandedOverClient(url, space, topology)
+    try:
+        for _ in range(20):  # warm-up
+            client.request_handed_over()
+        return [client.request_handed_over() * 1000 for _ in range(count)]
+    finally:
         client.close()
 
 

@@ -31,6 +31,8 @@ def ratios(run: Figures, plan: Plan) -> Figures:
     first = plan.fleet_sizes[0]
     pairs["rtt/topology"] = (f"fireworks.rtt_{first}_p50", "floor.rtt_topology_p50")
     pairs["topology/floor"] = ("floor.rtt_topology_p50", "floor.rtt_p50")
+    pairs["rtt/handed_over"] = (f"fireworks.rtt_{first}_p50", "floor.rtt_handed_over_p50")
+    pairs["handed_over/floor"] = ("floor.rtt_handed_over_p50", "floor.rtt_p50")
     pairs["celery_ping/rtt"] = ("celery.ping_p50", f"fireworks.rtt_{first}_p50")
     pairs["celery_control/rtt"] = ("celery.control_p50", f"fireworks.rtt_{first}_p50")
     for n in plan.fanout_sizes:
@@ -174,6 +176,17 @@ def results_table(summary: dict[str, Any]) -> str:
             _pair(m, "floor.rtt_topology_p50", "floor.rtt_topology_p99"),
             "topology/floor",
             "rtt/topology",
+        )
+    )
+    rows.append(
+        _beside(
+            m,
+            "same, beside that raw pika handed from a calling thread to the connection's, "
+            "p50 / p99 ms",
+            _pair(m, f"fireworks.rtt_{first}_p50", f"fireworks.rtt_{first}_p99"),
+            _pair(m, "floor.rtt_handed_over_p50", "floor.rtt_handed_over_p99"),
+            "handed_over/floor",
+            "rtt/handed_over",
         )
     )
     rows.append(
@@ -465,6 +478,14 @@ Where each process's CPU goes, by thread and function, is `python -m bench.profi
   consumers (each queue is bound to the fleet's key too, as a worker's is), one
   publish with the fleet's key gives the **fan-out on Fireworks' topology**. Both
   price the broker's part of a command apart from Fireworks' own.
+- **Floor handed from a calling thread**: that request/reply on Fireworks' topology,
+  issued the way the monitor is built to issue a command (design.md: one thread owns
+  the connection, others hand work to it): the bench's thread hands the publish over
+  with `add_callback_threadsafe` to a thread serving the connection as the monitor's
+  bus does (`process_data_events` with a time limit, one ack per round of deliveries),
+  which hears the reply and wakes the bench; timed until that thread heard it
+  (`bench/floor.py`, `HandedOverClient`). It prices the design's thread hand-over apart
+  from what Fireworks' code does.
 - **Command round trip**: the real monitor (`fireworks.cli.build`, history on) runs on
   a thread of the bench process; from `MonitorService.command(...)` until the monitor
   records the acknowledgement (the time is taken by a listener on its events, on the
@@ -525,7 +546,8 @@ ratios price what Fireworks does on top, by design:
   logs the acknowledgement. The floor does none of that. The broker's part of it
   (topic exchanges, a mandatory and expiring message, a bounded status queue, the
   monitor's ack) is priced apart by the row "beside raw pika on Fireworks' topology",
-  and the table "Where a round trip's time goes" times each of its legs.
+  the design's hand-over between threads by the row after it, and the table "Where a
+  round trip's time goes" times each of its legs.
 - **Per worker connection** (the storm), a worker opens three channels (register,
   command, status), declares its own durable queue with two bindings, consumes it and
   registers; the floor opens one channel and publishes once. The row "beside raw pika
@@ -541,7 +563,8 @@ ratios price what Fireworks does on top, by design:
   (0.1-0.4 ms of CPU on a 2-core VM; `process_data_events` woken from idle is the
   dearer end). A command wakes three threads (the monitor's bus thread, taking the
   command from the caller; the worker; the monitor again for the acknowledgement), the
-  floor's request two. An idle fleet still reports: every worker sends a status every
+  floor's request two (the floor handed from a calling thread: three, as Fireworks).
+  An idle fleet still reports: every worker sends a status every
   2 s, so 500 workers put 250 statuses a second through the broker and the monitor
   while the storm and the fan-out to 500 are measured; the floor's consumers send
   nothing between requests.
