@@ -36,6 +36,8 @@ from models.worker_model import FLEET
 REQUEST = b"x" * 300
 # A command's expiration, as the monitor sets it by default (COMMAND_TTL).
 COMMAND_EXPIRATION = expiration_ms(Settings.model_fields["command_ttl"].default)
+# Requests sent before the timed ones, in every request/reply scenario.
+WARM_UP = 20
 
 
 class RawClient:
@@ -128,17 +130,16 @@ class HandedOverClient(RawClient):
         self.hear_statuses(topology)
         self._exchange, self._key = topology.command_exchange, topology.command_key("w0")
         self._answered = threading.Condition()
-        self._awaited: str | None = None
-        self._heard_at: float | None = None
+        self._heard_at = 0.0  # when the latest reply was heard (one request at a time)
         self._stopping = False
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
     def _on_reply(self, ch: Any, method: Any, properties: Any, body: bytes) -> None:
-        if properties.correlation_id == self._awaited:
-            with self._answered:
-                self._heard_at = time.perf_counter()
-                self._answered.notify()
+        with self._answered:
+            super()._on_reply(ch, method, properties, body)
+            self._heard_at = time.perf_counter()
+            self._answered.notify()
 
     def _serve(self) -> None:
         while not self._stopping:
@@ -155,12 +156,11 @@ class HandedOverClient(RawClient):
             self.channel.basic_publish(self._exchange, self._key, REQUEST, properties, True)
 
         with self._answered:
-            self._awaited, self._heard_at = correlation, None
             started = time.perf_counter()
             self.connection.add_callback_threadsafe(publish)
-            if not self._answered.wait_for(lambda: self._heard_at is not None, timeout):
+            if not self._answered.wait_for(lambda: self.replies[correlation] >= 1, timeout):
                 raise TimeoutError(f"handed-over client: no reply within {timeout:.0f} s")
-            assert self._heard_at is not None
+            del self.replies[correlation]
             return self._heard_at - started
 
     def close(self) -> None:
@@ -186,7 +186,7 @@ def _requests(
     groups = hosts.cpu_groups(broker)
     figures: Figures = {}
     hosts.grow(1)
-    for _ in range(20):  # warm-up
+    for _ in range(WARM_UP):
         one()
     with cpu_used(groups) as used:
         samples = [one() * 1000 for _ in range(plan.round_trips)]
@@ -265,7 +265,7 @@ def _handed_over_round_trips(url: str, space: str, topology: Topology, count: in
     would share the replies)."""
     client = HandedOverClient(url, space, topology)
     try:
-        for _ in range(20):  # warm-up
+        for _ in range(WARM_UP):
             client.request_handed_over()
         return [client.request_handed_over() * 1000 for _ in range(count)]
     finally:

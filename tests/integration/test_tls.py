@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pika
 import pytest
 import trustme
 from conftest import Fleet
 from harness import JsonLines, WorkerProcess, wait_for
 
 from bus.local_broker import LocalBroker, TlsFiles, find_server
+from bus.sending import send_at_once
+from bus.tls import client_context
 from models.messages import Outcome
 from models.monitor_model import Liveness
 
@@ -174,3 +177,22 @@ def test_a_node_requiring_client_certificates(nodes: Nodes, pki: Pki, tmp_path: 
         for reason in refused_twice(anonymous):
             assert "SSL" in reason, reason
         assert monitor.worker("anonymous") is None
+
+
+def test_a_tls_connection_keeps_pikas_own_sending(nodes: Nodes, pki: Pki) -> None:
+    # bus.sending takes over only pika's plain TCP transport: over TLS pika sends as it
+    # always did, and a message still goes through.
+    parameters = pika.URLParameters(nodes.optional.tls_url)
+    parameters.ssl_options = pika.SSLOptions(client_context(pki.ca), "localhost")
+    connection = pika.BlockingConnection(parameters)
+    try:
+        pikas = connection._impl._output_marshaled_frames
+        assert not send_at_once(connection)
+        assert connection._impl._output_marshaled_frames == pikas
+        channel = connection.channel()
+        queue = channel.queue_declare("", exclusive=True).method.queue
+        channel.basic_publish("", queue, b"over TLS")
+        body = wait_for(lambda: channel.basic_get(queue, auto_ack=True)[2], 10, "the message")
+        assert body == b"over TLS"
+    finally:
+        connection.close()
